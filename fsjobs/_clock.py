@@ -1,0 +1,58 @@
+"""
+The injectable clock.
+
+Wall time (`now`) is only used for what users see and for `scheduled_at`;
+anything measured between two moments of one process (leases, timeouts) uses
+`monotonic`, which never jumps when someone sets the system clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import typing
+
+
+class Clock(typing.Protocol):
+    def now(self) -> dt.datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes backwards."""
+        ...
+
+
+class SystemClock:
+    """The real clocks of this host."""
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class OffsetClock:
+    """The system clock shifted by a fixed amount: a host whose wall clock is wrong."""
+
+    def __init__(self, offset: dt.timedelta) -> None:
+        self.offset = offset
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.offset
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+SYSTEM_CLOCK: typing.Final = SystemClock()
+
+
+def to_ms(when: dt.datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime."""
+    return int(when.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)

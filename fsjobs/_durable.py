@@ -1,0 +1,176 @@
+"""
+Synchronous file primitives that say exactly what reached the disk.
+
+Every function works relative to a directory file descriptor and never follows
+a symlink. Writes check ``os.write``'s return value (a full disk may return a
+short write without an error) and undo a partial file or record before raising.
+An fsync error is never retried: the data is then of unknown state.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import stat
+import struct
+import time
+
+from .errors import StoreError, StoreFull
+
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+FILE_MODE = 0o666  # the umask decides; group-writable roots just set umask 002
+DIR_MODE = 0o777
+#: errors that mean "the name may exist after all; look again" on network filesystems
+RETRYABLE = frozenset({errno.ESTALE, errno.ENOENT})
+
+
+def raise_full(exc: OSError, what: str) -> None:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise StoreFull(f"no space left while {what}: {exc}") from exc
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:  # pragma: no cover - os.write raises instead on Linux
+            raise OSError(errno.EIO, "write returned 0")
+        view = view[n:]
+
+
+def write_new(dir_fd: int, name: str, data: bytes, *, mode: int = FILE_MODE, sync: bool = True) -> None:
+    """Create `name` (must not exist), write `data`, fsync. On any error, remove it."""
+    fd = os.open(name, O_NEW, mode, dir_fd=dir_fd)
+    try:
+        write_all(fd, data)
+        if sync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        unlink_quiet(dir_fd, name)
+        raise
+    os.close(fd)
+
+
+def create_empty(dir_fd: int, name: str, *, mode: int = FILE_MODE) -> None:
+    """Create an empty file with O_EXCL: exactly one creator wins (FileExistsError otherwise)."""
+    os.close(os.open(name, O_NEW, mode, dir_fd=dir_fd))
+
+
+def append(fd: int, data: bytes, *, sync: bool = True) -> None:
+    """
+    Append one record at the end of `fd`, then fsync. On failure the file is cut
+    back to where it was, so a torn record never stays behind a good one.
+    """
+    start = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        write_all(fd, data)
+        if sync:
+            os.fsync(fd)
+    except OSError:
+        try:
+            os.ftruncate(fd, start)
+        except OSError:
+            pass  # the reader ignores a bad tail; the next append truncates it
+        raise
+
+
+def fsync_dir(fd: int) -> None:
+    os.fsync(fd)
+
+
+def read_file(dir_fd: int, name: str, limit: int) -> bytes:
+    """Read a regular file (no symlink, no fifo), at most `limit` bytes or StoreError."""
+    fd = os.open(name, O_READ, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError(f"{name!r} is not a regular file")
+        if st.st_size > limit:
+            raise StoreError(f"{name!r} is {st.st_size} bytes, over the limit of {limit}")
+        chunks = []
+        total = 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise StoreError(f"{name!r} grew over the limit of {limit} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def unlink_quiet(dir_fd: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except OSError:
+        pass
+
+
+def exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ESTALE:
+            return exists_after_estale(dir_fd, name)
+        raise
+    return True
+
+
+def exists_after_estale(dir_fd: int, name: str, tries: int = 5) -> bool:
+    for i in range(tries):
+        time.sleep(0.001 * 2**i)
+        try:
+            os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if exc.errno != errno.ESTALE:
+                raise
+        else:
+            return True
+    raise StoreError(f"{name!r} stayed ESTALE")
+
+
+def listdir(dir_fd: int) -> list[str]:
+    """Names in a directory, without NFS silly-rename leftovers."""
+    return [n for n in os.listdir(dir_fd) if not n.startswith(".nfs")]
+
+
+# OFD locks: owned by the open file description, so closing another descriptor
+# of the same file in this process does not drop them (POSIX locks would).
+_F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
+_F_OFD_GETLK = getattr(fcntl, "F_OFD_GETLK", 36)
+
+
+def _flock_struct(kind: int) -> bytes:
+    return struct.pack("hhqqi4x", kind, os.SEEK_SET, 0, 0, 0)
+
+
+def try_lock(fd: int) -> bool:
+    """Take an exclusive OFD lock on the whole file without waiting; False if held elsewhere."""
+    try:
+        fcntl.fcntl(fd, _F_OFD_SETLK, _flock_struct(fcntl.F_WRLCK))
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def unlock(fd: int) -> None:
+    fcntl.fcntl(fd, _F_OFD_SETLK, _flock_struct(fcntl.F_UNLCK))
+
+
+def open_lock_file(dir_fd: int, name: str, *, create: bool, mode: int = FILE_MODE) -> int | None:
+    """Open a lock file read-write (creating it if asked); None if it does not exist."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    try:
+        return os.open(name, flags, mode, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None

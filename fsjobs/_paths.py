@@ -1,0 +1,109 @@
+"""
+The safe path walk: every file under ROOT is reached one component at a time
+with ``O_DIRECTORY|O_NOFOLLOW`` from the root's own descriptor, so neither a
+planted symlink nor a hostile name can lead outside the tree.
+
+Descriptors of the few directories that are never removed (the root, ``jobs``,
+``tmp``, each queue's state directories) are cached; everything else is opened
+per operation and closed by the caller (use `Dirs.open` as a context manager).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from collections.abc import Iterator
+
+from . import _durable
+from .errors import StoreError
+
+Parts = tuple[str, ...]
+
+
+def _check_component(part: str) -> None:
+    if not part or part in (".", "..") or "/" in part or "\0" in part:
+        raise StoreError(f"unsafe path component {part!r}")
+
+
+class Dirs:
+    def __init__(self, root: str, *, dir_mode: int = _durable.DIR_MODE) -> None:
+        self.root_path = os.path.abspath(root)
+        self.dir_mode = dir_mode
+        try:
+            os.makedirs(self.root_path, mode=dir_mode, exist_ok=True)
+            self.root_fd = os.open(self.root_path, _durable.O_DIR)
+        except NotADirectoryError as exc:
+            raise StoreError(f"queue root {root!r} is not a directory") from exc
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StoreError(f"queue root {root!r} is a symlink; use the real path") from exc
+            raise StoreError(f"cannot open queue root {root!r}: {exc}") from exc
+        self._cache: dict[Parts, int] = {(): self.root_fd}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._cache.values():
+                os.close(fd)
+            self._cache.clear()
+
+    def cached(self, parts: Parts) -> int:
+        """A long-lived descriptor of a directory that is never removed; created if missing."""
+        fd = self._cache.get(parts)
+        if fd is not None:
+            return fd
+        fd = self._walk(parts, create=True)
+        with self._lock:
+            old = self._cache.setdefault(parts, fd)
+        if old != fd:
+            os.close(fd)
+        return old
+
+    @contextlib.contextmanager
+    def open(self, parts: Parts, *, create: bool = False) -> Iterator[int]:
+        """A descriptor of `parts` for the duration of a with-block (FileNotFoundError if absent)."""
+        fd = self._walk(parts, create=create)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _walk(self, parts: Parts, *, create: bool) -> int:
+        for part in parts:
+            _check_component(part)
+        base = len(parts)
+        while base and parts[:base] not in self._cache:
+            base -= 1
+        fd = os.dup(self._cache[parts[:base]]) if base else os.dup(self.root_fd)
+        for part in parts[base:]:
+            fd = self._step(fd, part, create=create)  # closes the parent, even on error
+        return fd
+
+    def _step(self, parent: int, part: str, *, create: bool) -> int:
+        """Open `part` under `parent` and close `parent`."""
+        try:
+            try:
+                child = os.open(part, _durable.O_DIR, dir_fd=parent)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(part, self.dir_mode, dir_fd=parent)
+                    _durable.fsync_dir(parent)
+                except FileExistsError:
+                    pass
+                child = os.open(part, _durable.O_DIR, dir_fd=parent)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise StoreError(f"refusing to follow {part!r}: not a real directory") from exc
+                raise
+        finally:
+            os.close(parent)
+        return child
+
+    def mkdir_new(self, parent_fd: int, name: str) -> None:
+        """Create a directory that must not exist yet (no fsync: the caller batches them)."""
+        _check_component(name)
+        os.mkdir(name, self.dir_mode, dir_fd=parent_fd)

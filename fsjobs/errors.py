@@ -1,0 +1,117 @@
+"""
+The one exception tree of fsjobs.
+
+Every error derives from `FsJobsError` and, where a Python user would catch a
+built-in, from that built-in too::
+
+    FsJobsError
+    ├── InvalidJob (ValueError)          a job, name or option was refused; nothing was written
+    ├── UnknownTask (LookupError)        no task of that name is registered in this process
+    ├── JobNotFound (LookupError)        no job with that id under the root
+    ├── JobNotDone                       result() of a job that is not final yet
+    ├── JobFailed                        the job ended failed or timed_out (carries the state)
+    ├── JobCancelled                     the job ended cancelled (carries the state)
+    ├── WaitTimeout (TimeoutError)       wait()/watch() gave up before the job ended
+    ├── UniqueKeyBusy                    another push of the same unique key is still staging
+    ├── PushError                        push_many() failed part-way (carries published_ids)
+    ├── ResultNotSerializable (TypeError)  a task returned something that is not JSON
+    ├── StoreError (OSError)             the directory could not be used as asked
+    │   ├── StoreFull                    below the free-space reserve, or ENOSPC
+    │   └── FormatError                  the root holds an unknown or damaged format
+    └── CorruptRecord (ValueError)       a journal line failed its checksum or schema
+
+The class docstring is the default message, so ``raise JobNotFound()`` still says
+something useful (procrastinate's habit).
+"""
+
+from __future__ import annotations
+
+import typing
+
+if typing.TYPE_CHECKING:
+    from .model import JobState
+
+
+class FsJobsError(Exception):
+    """An fsjobs operation failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class InvalidJob(FsJobsError, ValueError):
+    """The job or one of its options is invalid; nothing was written."""
+
+
+class UnknownTask(FsJobsError, LookupError):
+    """No task of this name is registered; import the module that defines it."""
+
+
+class JobNotFound(FsJobsError, LookupError):
+    """No job with this id exists under the queue root."""
+
+    def __init__(self, job_id: str, message: str | None = None) -> None:
+        self.job_id = job_id
+        super().__init__(message or f"no job {job_id!r} under this root")
+
+
+class _StateError(FsJobsError):
+    def __init__(self, state: JobState, message: str | None = None) -> None:
+        self.state = state
+        super().__init__(message or f"job {state.id} is {state.status.value}")
+
+
+class JobNotDone(_StateError):
+    """The job has not reached a final state yet; wait() for it."""
+
+
+class JobFailed(_StateError):
+    """The job ended failed or timed out; `state.error` says why."""
+
+    def __init__(self, state: JobState, message: str | None = None) -> None:
+        if message is None and state.error is not None:
+            message = (
+                f"job {state.id} {state.status.value}: "
+                f"{state.error.type}: {state.error.message}"
+            )
+        super().__init__(state, message)
+
+
+class JobCancelled(_StateError):
+    """The job was cancelled."""
+
+
+class WaitTimeout(FsJobsError, TimeoutError):
+    """The job did not reach a final state within the timeout."""
+
+
+class UniqueKeyBusy(FsJobsError):
+    """Another push with the same unique key is still in progress; try again."""
+
+
+class PushError(FsJobsError):
+    """push_many() stopped part-way; `published_ids` were pushed, the rest were not."""
+
+    def __init__(self, message: str, published_ids: list[str]) -> None:
+        self.published_ids = published_ids
+        super().__init__(message)
+
+
+class ResultNotSerializable(FsJobsError, TypeError):
+    """The task returned a value that cannot be stored as JSON."""
+
+
+class StoreError(FsJobsError, OSError):
+    """The queue directory could not be used as asked."""
+
+
+class StoreFull(StoreError):
+    """The filesystem is below the free-space reserve; free space or lower the reserve."""
+
+
+class FormatError(StoreError):
+    """The root holds a format this version of fsjobs does not understand."""
+
+
+class CorruptRecord(FsJobsError, ValueError):
+    """A journal record failed its checksum or schema."""

@@ -1,0 +1,371 @@
+"""
+The data of fsjobs: jobs, their states and options, and the one cattrs converter.
+
+Everything here is a frozen attrs class or a str enum; validation happens when a
+value is built, so a bad job is refused before anything touches the disk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+import pathlib
+import random
+import typing
+from collections.abc import Callable, Mapping
+
+import attrs
+import cattrs
+
+from . import _names
+from .errors import InvalidJob
+from .journal import JSON, check_json, dumps, format_time, parse_time
+
+MAX_KWARGS_BYTES = 1024 * 1024
+MAX_RESULT_BYTES = 16 * 1024 * 1024
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life. The value is the on-disk spelling."""
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"  #: first attempt waiting for `scheduled_at`
+    RUNNING = "running"
+    RETRYING = "retrying"  #: waiting out a backoff before the next attempt
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    HELD = "held"  #: an operator hold: not final, keeps its unique key
+    CORRUPT = "corrupt"  #: quarantined: its files are malformed; final
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset(
+    {
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.TIMED_OUT,
+        JobStatus.CANCELLED,
+        JobStatus.CORRUPT,
+    }
+)
+#: Statuses whose markers live in a per-day final directory named after the status.
+FINAL_DIRS: tuple[JobStatus, ...] = (
+    JobStatus.COMPLETED,
+    JobStatus.FAILED,
+    JobStatus.TIMED_OUT,
+    JobStatus.CANCELLED,
+    JobStatus.HELD,
+    JobStatus.CORRUPT,
+)
+
+
+class _LimitType(enum.StrEnum):
+    TIME = "time"  #: seconds of run time per attempt
+    MEMORY = "memory"  #: bytes of memory (process executor only)
+
+
+@attrs.frozen
+class Limit:
+    """A resource limit on one attempt: ``Limit(Limit.Type.MEMORY, 2**30)``."""
+
+    Type: typing.ClassVar = _LimitType
+
+    type: _LimitType = attrs.field(converter=_LimitType)
+    value: float = attrs.field()
+
+    @value.validator
+    def _check_value(self, _: object, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise InvalidJob(f"limit value must be a positive number, not {value!r}")
+        if not math.isfinite(value):
+            raise InvalidJob("limit value must be finite")
+
+
+@attrs.frozen(kw_only=True)
+class Backoff:
+    """
+    How long to wait before retry n: ``initial * factor**(n-1)``, at most `maximum`,
+    spread by ±`jitter` (a fraction) so that failed jobs do not all return at once.
+    """
+
+    initial: float = 2.0
+    factor: float = 2.0
+    maximum: float = 3600.0
+    jitter: float = 0.1
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("initial", "factor", "maximum"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
+                raise InvalidJob(f"Backoff.{name} must be a finite number >= 0, not {v!r}")
+        if not 0 <= self.jitter <= 1:
+            raise InvalidJob(f"Backoff.jitter must be between 0 and 1, not {self.jitter!r}")
+
+    def delay(self, retry: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds before retry number `retry` (1 for the first retry)."""
+        base = min(self.maximum, self.initial * self.factor ** max(0, retry - 1))
+        return max(0.0, base * (1 + self.jitter * (2 * rand() - 1)))
+
+
+DEFAULT_BACKOFF: typing.Final = Backoff()
+
+
+def _check_priority(_: object, __: object, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidJob(f"priority must be an int, not {value!r}")
+    if not _names.PRIORITY_MIN <= value <= _names.PRIORITY_MAX:
+        raise InvalidJob(f"priority {value} is outside the signed 32-bit range")
+
+
+def _check_scheduled_at(_: object, __: object, value: dt.datetime | None) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dt.datetime):
+        raise InvalidJob(f"scheduled_at must be a datetime, not {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidJob(
+            "scheduled_at must be timezone-aware, e.g. datetime.now(timezone.utc) + delay"
+        )
+
+
+def _check_max_attempts(_: object, __: object, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidJob(f"max_attempts must be an int, not {value!r}")
+    if not 1 <= value <= _names.MAX_ATTEMPTS_LIMIT:
+        raise InvalidJob(f"max_attempts must be 1..{_names.MAX_ATTEMPTS_LIMIT}, not {value}")
+
+
+def _check_timeout(_: object, __: object, value: float | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidJob(f"timeout must be seconds, not {value!r}")
+    if not 0 < value < math.inf:
+        raise InvalidJob(f"timeout must be a positive finite number of seconds, not {value}")
+
+
+def _check_unique_key(_: object, __: object, value: str | None) -> None:
+    if value is not None and (not isinstance(value, str) or not value or len(value) > 4096):
+        raise InvalidJob("unique_key must be a non-empty string of at most 4096 characters")
+
+
+def _check_kwargs(_: object, __: object, value: dict[str, JSON]) -> None:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise InvalidJob("kwargs must be a dict with str keys")
+    check_json("kwargs", value, MAX_KWARGS_BYTES)
+
+
+def _check_uploads(_: object, __: object, value: Mapping[str, bytes | pathlib.Path]) -> None:
+    for name, blob in value.items():
+        _names.check_name("upload", name)
+        if not isinstance(blob, bytes | bytearray | memoryview | pathlib.Path):
+            raise InvalidJob(f"upload {name!r} must be bytes or a pathlib.Path")
+
+
+def _frozen_dict(value: Mapping[str, typing.Any]) -> dict[str, typing.Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidJob(f"expected a mapping, not {type(value).__name__}")
+    return dict(value)
+
+
+def _limits(value: typing.Iterable[Limit]) -> tuple[Limit, ...]:
+    out = tuple(value)
+    if not all(isinstance(x, Limit) for x in out):
+        raise InvalidJob("limits must be fsjobs.Limit values")
+    return out
+
+
+@attrs.frozen(kw_only=True)
+class Job:
+    """
+    What to run, with what arguments and options. Immutable: the ``with_*``
+    methods return a changed copy.
+    """
+
+    func: str = attrs.field(validator=lambda _, __, v: _names.check_task_name(v))
+    kwargs: dict[str, JSON] = attrs.field(
+        factory=dict, converter=_frozen_dict, validator=_check_kwargs
+    )
+    priority: int = attrs.field(default=0, validator=_check_priority)
+    scheduled_at: dt.datetime | None = attrs.field(default=None, validator=_check_scheduled_at)
+    max_attempts: int = attrs.field(default=1, validator=_check_max_attempts)
+    timeout: float | None = attrs.field(default=None, validator=_check_timeout)
+    unique_key: str | None = attrs.field(default=None, validator=_check_unique_key)
+    limits: tuple[Limit, ...] = attrs.field(default=(), converter=_limits)
+    uploads: dict[str, bytes | pathlib.Path] = attrs.field(
+        factory=dict, converter=_frozen_dict, validator=_check_uploads, repr=False
+    )
+    backoff: Backoff | None = attrs.field(default=None)
+
+    @backoff.validator
+    def _check_backoff(self, _: object, value: Backoff | None) -> None:
+        if value is not None and not isinstance(value, Backoff):
+            raise InvalidJob("backoff must be an fsjobs.Backoff")
+
+    @classmethod
+    def from_func(
+        cls, fn: Callable[..., typing.Any], kwargs: Mapping[str, JSON] | None = None, **options: typing.Any
+    ) -> Job:
+        """
+        A job for `fn`: a task made with ``@queue.task`` (its options are the
+        defaults) or a plain function, named ``module.qualname``.
+        """
+        defaults: dict[str, typing.Any] = dict(getattr(fn, "job_defaults", {}))
+        name = getattr(fn, "task_name", None)
+        if name is None:
+            module = getattr(fn, "__module__", None)
+            if module in (None, "__main__"):
+                raise InvalidJob(
+                    f"{fn!r} is defined in __main__, which other processes cannot import: "
+                    "register it with @queue.task(name=...) and pass the task"
+                )
+            name = f"{module}.{fn.__qualname__}"
+        defaults.update(options)
+        return cls(func=name, kwargs=dict(kwargs or {}), **defaults)
+
+    def with_kwargs(self, kwargs: Mapping[str, JSON]) -> Job:
+        return attrs.evolve(self, kwargs=kwargs)
+
+    def with_priority(self, priority: int) -> Job:
+        return attrs.evolve(self, priority=priority)
+
+    def with_scheduled_at(self, scheduled_at: dt.datetime | None) -> Job:
+        return attrs.evolve(self, scheduled_at=scheduled_at)
+
+    def with_max_attempts(self, max_attempts: int) -> Job:
+        return attrs.evolve(self, max_attempts=max_attempts)
+
+    def with_unique_key(self, unique_key: str | None) -> Job:
+        return attrs.evolve(self, unique_key=unique_key)
+
+    def with_timeout(self, timeout: float | None) -> Job:
+        return attrs.evolve(self, timeout=timeout)
+
+    def with_limits(self, limits: typing.Iterable[Limit]) -> Job:
+        return attrs.evolve(self, limits=tuple(limits))
+
+    def with_uploads(self, uploads: Mapping[str, bytes | pathlib.Path]) -> Job:
+        return attrs.evolve(self, uploads=uploads)
+
+    def with_backoff(self, backoff: Backoff | None) -> Job:
+        return attrs.evolve(self, backoff=backoff)
+
+    @property
+    def effective_timeout(self) -> float | None:
+        """The smaller of `timeout` and any time limit."""
+        times = [x.value for x in self.limits if x.type is _LimitType.TIME]
+        if self.timeout is not None:
+            times.append(self.timeout)
+        return min(times) if times else None
+
+
+@attrs.frozen
+class ErrorInfo:
+    """Why an attempt failed."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class JobState:
+    """A snapshot of one job, as `Queue.get` returns it."""
+
+    id: str
+    func: str
+    kwargs: dict[str, JSON]
+    queue: str
+    status: JobStatus
+    priority: int
+    attempts: int
+    max_attempts: int
+    created_at: dt.datetime
+    scheduled_at: dt.datetime | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    result: JSON = None
+    error: ErrorInfo | None = None
+    worker: str | None = None
+    unique_key: str | None = None
+    outputs: tuple[str, ...] = ()
+
+    @property
+    def is_done(self) -> bool:
+        return self.status.is_final
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds the last attempt ran, once it finished."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_unstructure_hook(dt.datetime, format_time)
+    conv.register_structure_hook(dt.datetime, lambda v, _: parse_time(v))
+    conv.register_unstructure_hook(pathlib.PurePath, str)
+    conv.register_unstructure_hook(bytes, lambda b: b.decode("ascii", "backslashreplace"))
+    return conv
+
+
+#: The one converter: job specs on disk and task results.
+converter: typing.Final = _make_converter()
+
+
+def spec_of(job: Job, queue: str, created_at: dt.datetime) -> dict[str, JSON]:
+    """The on-disk spec of a job (everything but the upload bytes)."""
+    return {
+        "queue": queue,
+        "created_at": format_time(created_at),
+        "func": job.func,
+        "kwargs": job.kwargs,
+        "priority": job.priority,
+        "scheduled_at": None if job.scheduled_at is None else format_time(job.scheduled_at),
+        "max_attempts": job.max_attempts,
+        "timeout": job.timeout,
+        "unique_key": job.unique_key,
+        "limits": [{"type": x.type.value, "value": x.value} for x in job.limits],
+        "backoff": None if job.backoff is None else converter.unstructure(job.backoff),
+        "uploads": sorted(job.uploads),
+    }
+
+
+def job_from_spec(spec: Mapping[str, JSON]) -> Job:
+    """Rebuild the Job of an on-disk spec; raises InvalidJob (or ValueError/TypeError)."""
+    sched = spec.get("scheduled_at")
+    backoff = spec.get("backoff")
+    limits = spec.get("limits") or []
+    if not isinstance(limits, list):
+        raise InvalidJob("limits must be a list")
+    return Job(
+        func=typing.cast(str, spec["func"]),
+        kwargs=typing.cast(dict[str, JSON], spec.get("kwargs") or {}),
+        priority=typing.cast(int, spec.get("priority", 0)),
+        scheduled_at=None if sched is None else parse_time(typing.cast(str, sched)),
+        max_attempts=typing.cast(int, spec.get("max_attempts", 1)),
+        timeout=typing.cast("float | None", spec.get("timeout")),
+        unique_key=typing.cast("str | None", spec.get("unique_key")),
+        limits=[converter.structure(x, Limit) for x in limits],
+        backoff=None if backoff is None else converter.structure(backoff, Backoff),
+    )
+
+
+def to_json_result(value: object) -> JSON:
+    """
+    A task's return value as plain JSON: attrs classes and dataclasses are
+    unstructured with the converter. Raises TypeError/ValueError if that is impossible.
+    """
+    plain = converter.unstructure(value)
+    dumps(plain)
+    return typing.cast(JSON, plain)

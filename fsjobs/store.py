@@ -1,0 +1,1131 @@
+"""
+The store: the only module that touches files.
+
+Each public method is one synchronous, durable step of the protocol in
+``docs/format.md`` (push, claim, finish, promote, rescue, read). The async API
+runs each of them in a thread, one hop per operation.
+
+The rules that make it safe with many processes and many hosts:
+
+* State lives in names. A job's status is the directory its marker is in; a
+  transition is one ``rename`` (or one ``O_EXCL`` create) that exactly one actor
+  wins. Nothing is ever decided by renaming onto an existing name.
+* Each change of hands (claim, rescue) bumps the epoch in the marker's name, and
+  only the winner of that rename writes the journal segment of that epoch. An
+  owner records its outcome in its own segment *before* the rename that
+  publishes it, so a rescued ("fenced") owner's late rename fails with ENOENT and
+  its writes land in a segment nobody reads as current.
+* Everything acknowledged is fsynced: file, then directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import hashlib
+import logging
+import os
+import pathlib
+import secrets
+import time
+import typing
+from collections.abc import Iterable, Iterator, Sequence
+
+import attrs
+
+from . import _durable, _ids, _names, journal
+from ._clock import SYSTEM_CLOCK, Clock, from_ms, to_ms
+from ._names import Marker
+from ._paths import Dirs, Parts
+from .errors import (
+    CorruptRecord,
+    FormatError,
+    InvalidJob,
+    JobNotFound,
+    StoreError,
+    StoreFull,
+    UniqueKeyBusy,
+)
+from .journal import JSON, Record, RecordType
+from .model import (
+    FINAL_DIRS,
+    MAX_RESULT_BYTES,
+    ErrorInfo,
+    Job,
+    JobState,
+    JobStatus,
+    job_from_spec,
+    spec_of,
+)
+
+logger = logging.getLogger(__name__)
+
+INLINE_RESULT_BYTES = 64 * 1024  # larger results go to attempts/<epoch>/result.json
+NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs", "lustre", "9p"})
+_LIVE_DIRS = (_names.WAITING, _names.PENDING, _names.RUNNING)
+
+
+def _segment_name(epoch: int) -> str:
+    return f"{epoch:06d}.jsonl"
+
+
+def _now_record(kind: RecordType, at: dt.datetime, **data: JSON) -> Record:
+    return Record(type=kind, at=at, data=dict(data))
+
+
+def detect_staleness(path: str) -> float:
+    """0 s on a local filesystem, 2 s on a network one (content may lag names there)."""
+    try:
+        best, fstype = "", ""
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                sep = fields.index("-")
+                mount_point = fields[4].replace("\\040", " ")
+                if (path == mount_point or path.startswith(mount_point.rstrip("/") + "/")) and len(
+                    mount_point
+                ) >= len(best):
+                    best, fstype = mount_point, fields[sep + 1]
+    except (OSError, ValueError, IndexError):
+        return 2.0
+    base = fstype.split(".")[0]
+    return 2.0 if base in NETWORK_FS or base.startswith("fuse") else 0.0
+
+
+@attrs.frozen
+class Outcome:
+    """How an attempt ended, as the worker tells the store."""
+
+    status: JobStatus  # COMPLETED, FAILED, TIMED_OUT, CANCELLED, RETRYING or PENDING (released)
+    result: JSON = None
+    error: ErrorInfo | None = None
+    retry_at_ms: int | None = None
+
+
+@attrs.define
+class Claim:
+    """A job this worker won: its marker, its spec and its open journal segment."""
+
+    queue: str
+    marker: Marker
+    worker: str
+    job: Job | None  # None only until the spec is read
+    segment_fd: int
+    started_at: dt.datetime
+    #: False when the job is not to run (its last attempt was lost with a worker)
+    runnable: bool = True
+    closed: bool = False
+
+    @property
+    def job_id(self) -> str:
+        return self.marker.job_id
+
+
+@attrs.frozen
+class _Location:
+    where: str  # waiting, pending, running or a final JobStatus value
+    marker: Marker | None = None
+    worker: str | None = None
+
+
+class Store:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        staleness: float | None = None,
+        reserve_bytes: int = 64 * 1024 * 1024,
+        unique_wait: float = 3.0,
+        durable: bool = True,
+    ) -> None:
+        self.dirs = Dirs(os.fspath(root))
+        self.root = self.dirs.root_path
+        self.clock = clock
+        self.staleness = detect_staleness(self.root) if staleness is None else staleness
+        self.reserve_bytes = reserve_bytes
+        self.unique_wait = unique_wait
+        self.durable = durable
+        self._check_format()
+
+    # -- layout -------------------------------------------------------------
+
+    def _qdir(self, queue: str, *rest: str) -> Parts:
+        return (_names.QUEUES, queue, *rest)
+
+    def _job_parts(self, job_id: str, *rest: str) -> Parts:
+        return (_names.JOBS, _names.shard_of(job_id), job_id, *rest)
+
+    def _marker_parts(self, queue: str, where: str, marker: Marker) -> Parts:
+        if where == _names.WAITING:
+            return self._qdir(queue, _names.WAITING, *marker.bucket)
+        return self._qdir(queue, _names.PENDING, marker.prio_dir, *marker.bucket)
+
+    def _final_parts(self, queue: str, status: JobStatus, job_id: str) -> Parts:
+        return self._qdir(queue, status.value, _names.day_of(job_id))
+
+    @staticmethod
+    def _path(parts: Parts, name: str) -> str:
+        return "/".join((*parts, name))
+
+    def _check_format(self) -> None:
+        root = self.dirs.root_fd
+        want = journal.dumps({"format": _names.FORMAT_VERSION}).encode() + b"\n"
+        try:
+            data = _durable.read_file(root, _names.FORMAT_FILE, 4096)
+        except FileNotFoundError:
+            tmp = f"{_names.FORMAT_FILE}.{secrets.token_hex(8)}"
+            _durable.write_new(root, tmp, want)
+            try:
+                os.link(tmp, _names.FORMAT_FILE, src_dir_fd=root, dst_dir_fd=root)
+                _durable.fsync_dir(root)
+            except FileExistsError:
+                pass
+            finally:
+                _durable.unlink_quiet(root, tmp)
+            data = _durable.read_file(root, _names.FORMAT_FILE, 4096)
+        try:
+            marker = journal.loads(data)
+            version = marker["format"] if isinstance(marker, dict) else None
+        except (ValueError, KeyError) as exc:
+            raise FormatError(f"{self.root}/{_names.FORMAT_FILE} is damaged: {exc}") from exc
+        if version != _names.FORMAT_VERSION:
+            raise FormatError(
+                f"{self.root} holds fsjobs format {version!r}; this fsjobs reads format "
+                f"{_names.FORMAT_VERSION}: upgrade fsjobs"
+            )
+
+    def close(self) -> None:
+        self.dirs.close()
+
+    # -- push ---------------------------------------------------------------
+
+    def check_space(self) -> None:
+        st = os.statvfs(self.dirs.root_fd)
+        free = st.f_bavail * st.f_frsize
+        if free < self.reserve_bytes:
+            raise StoreFull(
+                f"only {free // 1024} KiB free under {self.root}, below the reserve of "
+                f"{self.reserve_bytes // 1024} KiB: free space or lower reserve_bytes"
+            )
+
+    def push_many(
+        self, items: Sequence[tuple[Job, str]], published: list[str] | None = None
+    ) -> list[str]:
+        """
+        Push jobs durably; return their ids (an existing job's id for a unique key
+        that is taken). Ids are appended to `published` as each commit lands, so a
+        caller can tell what was pushed if this raises part-way.
+        """
+        published = [] if published is None else published
+        self.check_space()
+        now = self.clock.now()
+        now_ms = to_ms(now)
+        staged: list[tuple[Job, str, Marker, str]] = []
+        for job, queue in items:
+            _names.check_name("queue", queue)
+            job_id = _ids.new_job_id(now_ms)
+            sched_ms = None if job.scheduled_at is None else to_ms(job.scheduled_at)
+            ready_ms = max(now_ms, sched_ms or 0)
+            where = _names.WAITING if sched_ms is not None and sched_ms > now_ms else _names.PENDING
+            marker = Marker(job.priority, ready_ms, job_id, 0, 0, job.max_attempts)
+            staged.append((job, queue, marker, where))
+        # 1. Every job folder is durable before any job becomes visible.
+        for job, queue, marker, where in staged:
+            self._write_job_folder(job, queue, marker, where, now)
+        # 2. Commit: one marker per job; directory fsyncs shared per directory.
+        ids: list[str] = []
+        by_key: dict[str, str] = {}
+        to_sync: dict[Parts, None] = {}
+        try:
+            for job, queue, marker, where in staged:
+                parts = self._marker_parts(queue, where, marker)
+                if job.unique_key is not None:
+                    if job.unique_key in by_key:
+                        ids.append(by_key[job.unique_key])
+                        self._discard_folder(marker.job_id)
+                        continue
+                    job_id = self._push_unique(job.unique_key, queue, parts, marker)
+                    by_key[job.unique_key] = job_id
+                else:
+                    self._create_marker(parts, marker.name)
+                    to_sync[parts] = None
+                    job_id = marker.job_id
+                ids.append(job_id)
+                if job_id == marker.job_id:
+                    published.append(job_id)
+        finally:
+            if self.durable:
+                for parts in to_sync:
+                    with self.dirs.open(parts) as fd:
+                        _durable.fsync_dir(fd)
+        return ids
+
+    def _write_job_folder(
+        self, job: Job, queue: str, marker: Marker, where: str, now: dt.datetime
+    ) -> None:
+        job_id = marker.job_id
+        shard = _names.shard_of(job_id)
+        record = _now_record(
+            RecordType.PUSHED,
+            now,
+            id=job_id,
+            spec=spec_of(job, queue, now),
+            marker=self._path(self._marker_parts(queue, where, marker), marker.name),
+        )
+        line = journal.encode(record)
+        sync = self.durable
+        try:
+            with self.dirs.open((_names.JOBS, shard), create=True) as shard_fd:
+                self.dirs.mkdir_new(shard_fd, job_id)
+                with self.dirs.open((_names.JOBS, shard, job_id)) as job_fd:
+                    if job.uploads:
+                        self._write_uploads(job_fd, job.uploads)
+                    self.dirs.mkdir_new(job_fd, _names.JOURNAL)
+                    with self.dirs.open((_names.JOBS, shard, job_id, _names.JOURNAL)) as jfd:
+                        _durable.write_new(jfd, _segment_name(0), line, sync=sync)
+                        if sync:
+                            _durable.fsync_dir(jfd)
+                    if sync:
+                        _durable.fsync_dir(job_fd)
+                if sync:
+                    _durable.fsync_dir(shard_fd)
+        except OSError as exc:
+            self._discard_folder(job_id)
+            _durable.raise_full(exc, f"pushing job {job_id}")
+            raise
+
+    def _write_uploads(self, job_fd: int, uploads: dict[str, bytes | pathlib.Path]) -> None:
+        self.dirs.mkdir_new(job_fd, _names.UPLOADS)
+        up_fd = os.open(_names.UPLOADS, _durable.O_DIR, dir_fd=job_fd)
+        try:
+            for name, blob in uploads.items():
+                if isinstance(blob, pathlib.Path):
+                    self._copy_upload(up_fd, name, blob)
+                else:
+                    _durable.write_new(up_fd, name, bytes(blob), sync=self.durable)
+            if self.durable:
+                _durable.fsync_dir(up_fd)
+        finally:
+            os.close(up_fd)
+
+    def _copy_upload(self, up_fd: int, name: str, source: pathlib.Path) -> None:
+        fd = os.open(name, _durable.O_NEW, _durable.FILE_MODE, dir_fd=up_fd)
+        try:
+            with source.open("rb") as src:
+                while chunk := src.read(1 << 20):
+                    _durable.write_all(fd, chunk)
+            if self.durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _discard_folder(self, job_id: str) -> None:
+        """Remove an unpublished job folder (best effort: fsck collects what remains)."""
+        try:
+            with self.dirs.open((_names.JOBS, _names.shard_of(job_id))) as shard_fd:
+                _rmtree_at(shard_fd, job_id)
+        except OSError:
+            logger.warning("could not remove unpublished job folder %s", job_id)
+
+    def _create_marker(self, parts: Parts, name: str) -> None:
+        for _ in range(10):
+            try:
+                with self.dirs.open(parts, create=True) as fd:
+                    _durable.create_empty(fd, name)
+                return
+            except FileNotFoundError:
+                continue  # a worker removed the empty bucket between walk and create
+            except OSError as exc:
+                _durable.raise_full(exc, "publishing a job")
+                raise
+        raise StoreError(f"could not create {self._path(parts, name)}: bucket keeps vanishing")
+
+    # -- unique keys ----------------------------------------------------------
+
+    def _push_unique(self, key: str, queue: str, parts: Parts, marker: Marker) -> str:
+        """
+        Publish `marker` unless an unfinished job owns `key`; return the owner's id.
+
+        The push first stages its marker in tmp/ under an OFD lock, then becomes
+        the key's newest generation with ``link`` (one winner), then commits by
+        renaming the staging marker into place. A rival that finds the newest
+        generation's staging marker still locked waits; one that can take the
+        lock knows the pusher died, and fences the staging marker by renaming it
+        to ``tmp/dead.*`` (one winner against the commit rename).
+        """
+        tmp_fd = self.dirs.cached((_names.TMP,))
+        staging = f"{marker.name}.{secrets.token_hex(6)}"
+        _durable.create_empty(tmp_fd, staging)
+        lock_fd = os.open(staging, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmp_fd)
+        try:
+            _durable.try_lock(lock_fd)
+            owner = self._take_key(key, marker.job_id, queue, staging)
+            if owner != marker.job_id:
+                _durable.unlink_quiet(tmp_fd, staging)
+                self._discard_folder(marker.job_id)
+                return owner
+            if not self._move((_names.TMP,), staging, parts, marker.name, mine=True):
+                raise StoreError(f"push of {marker.job_id} was fenced as dead while staging")
+            if self.durable:
+                _durable.fsync_dir(tmp_fd)
+        finally:
+            os.close(lock_fd)
+        return marker.job_id
+
+    def _take_key(self, key: str, job_id: str, queue: str, staging: str) -> str:
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        deadline = self.clock.monotonic() + self.unique_wait
+        with self.dirs.open((_names.UNIQUE, digest), create=True) as key_fd:
+            delay = 0.002
+            while True:
+                gens = sorted(n for n in _durable.listdir(key_fd) if n.isdigit() and len(n) == 10)
+                if gens:
+                    owner = self._read_generation(key_fd, gens[-1])
+                    if owner is not None:
+                        owner_id, owner_staging = owner
+                        if owner_id == job_id:
+                            return job_id
+                        state = self._owner_state(owner_id, owner_staging)
+                        if state == "live":
+                            return owner_id
+                        if state == "staging":
+                            if self.clock.monotonic() > deadline:
+                                raise UniqueKeyBusy(
+                                    f"unique key {key!r} is being pushed by another process "
+                                    f"(job {owner_id}); try again"
+                                )
+                            time.sleep(delay)
+                            delay = min(delay * 2, 0.1)
+                            continue
+                gen = f"{int(gens[-1]) + 1 if gens else 1:010d}"
+                if self._link_generation(key_fd, gen, key, job_id, queue, staging):
+                    return job_id
+
+    def _read_generation(self, key_fd: int, gen: str) -> tuple[str, str] | None:
+        for _ in range(50):
+            try:
+                data = journal.loads(_durable.read_file(key_fd, gen, 64 * 1024))
+                if isinstance(data, dict):
+                    owner, staging = data.get("id"), data.get("staging")
+                    if isinstance(owner, str) and _ids.is_job_id(owner) and isinstance(staging, str):
+                        return owner, staging
+                logger.warning("unique-key generation %s is malformed; treating it as free", gen)
+                return None
+            except (ValueError, UnicodeDecodeError):
+                time.sleep(0.01)  # content lags the name on network filesystems
+            except FileNotFoundError:
+                return None
+        return None
+
+    def _link_generation(
+        self, key_fd: int, gen: str, key: str, job_id: str, queue: str, staging: str
+    ) -> bool:
+        tmp_fd = self.dirs.cached((_names.TMP,))
+        tmp = f"gen.{job_id}.{secrets.token_hex(4)}"
+        body = journal.dumps({"id": job_id, "staging": staging, "queue": queue, "key": key})
+        _durable.write_new(tmp_fd, tmp, body.encode() + b"\n", sync=self.durable)
+        try:
+            os.link(tmp, gen, src_dir_fd=tmp_fd, dst_dir_fd=key_fd)
+        except FileExistsError:
+            # lost the race, unless an NFS retransmission reports our own success
+            return self._read_generation(key_fd, gen) == (job_id, staging)
+        finally:
+            _durable.unlink_quiet(tmp_fd, tmp)
+        if self.durable:
+            _durable.fsync_dir(key_fd)
+        return True
+
+    def _owner_state(self, owner_id: str, staging: str) -> str:
+        """'staging' (its push is alive and not committed), 'live' (unfinished) or 'gone'."""
+        tmp_fd = self.dirs.cached((_names.TMP,))
+        fd = _durable.open_lock_file(tmp_fd, staging, create=False)
+        if fd is not None:
+            try:
+                if not _durable.try_lock(fd):
+                    return "staging"
+                # The pusher is dead (or has just committed and closed): fence its staging.
+                try:
+                    os.rename(staging, f"dead.{staging}", src_dir_fd=tmp_fd, dst_dir_fd=tmp_fd)
+                except FileNotFoundError:
+                    pass
+            finally:
+                os.close(fd)
+        location = self._locate_with_retry(owner_id)
+        if location is None or location.where in {s.value for s in JobStatus if s.is_final}:
+            return "gone"
+        return "live"
+
+    # -- claim ----------------------------------------------------------------
+
+    def ready(self, queue: str, limit: int = 1000) -> list[str]:
+        """
+        Names at the head of the queue, in run order (at most `limit`). Only the
+        head bucket is listed, so the cost does not grow with the backlog; empty
+        buckets met on the way are removed.
+        """
+        names: list[str] = []
+        for parts in self._leaf_buckets(self._qdir(queue, _names.PENDING), levels=3):
+            with self._open_or_none(parts) as fd:
+                if fd is None:
+                    continue
+                found = sorted(_durable.listdir(fd))
+            if found:
+                names.extend(self._path(parts, n) for n in found)
+                if len(names) >= limit:
+                    break
+            else:
+                self._rmdir_empty(parts)
+        return names[:limit]
+
+    def _leaf_buckets(self, top: Parts, levels: int, *, prune: bool = False) -> Iterator[Parts]:
+        """
+        Depth-first, in byte order, the directories `levels` below `top`. Listings
+        are closed before yielding. Empty directories met on the way are removed
+        (not `top`): another process that needs one again simply recreates it.
+        """
+        with self._open_or_none(top) as fd:
+            names = [] if fd is None else sorted(_durable.listdir(fd))
+        if not names and prune:
+            self._rmdir_empty(top)
+        for name in names:
+            if levels == 1:
+                yield (*top, name)
+            else:
+                yield from self._leaf_buckets((*top, name), levels - 1, prune=True)
+
+    def _open_or_none(self, parts: Parts) -> typing.ContextManager[int | None]:
+        return _OpenOrNone(self.dirs, parts)
+
+    def _rmdir_empty(self, parts: Parts) -> None:
+        try:
+            with self.dirs.open(parts[:-1]) as fd:
+                os.rmdir(parts[-1], dir_fd=fd)
+        except OSError:
+            pass  # not empty, or already gone
+
+    def claim(self, queue: str, path: str, worker: str) -> Claim | None:
+        """
+        Try to take the job whose pending marker is at `path` (from `ready`).
+        None if someone else took it first (or the name is not a job).
+        """
+        parts = tuple(path.split("/"))
+        try:
+            marker = Marker.parse(parts[-1])
+        except ValueError:
+            logger.warning("ignoring a foreign file in the pending tree: %s", path)
+            return None
+        runnable = marker.attempt < marker.max_attempts
+        new = attrs.evolve(
+            marker, epoch=marker.epoch + 1, attempt=min(marker.attempt + 1, marker.max_attempts)
+        )
+        run_parts = self._qdir(queue, _names.RUNNING)
+        run_name = new.running_name(worker)
+        if not self._move(parts[:-1], parts[-1], run_parts, run_name, mine=True):
+            return None
+        now = self.clock.now()
+        try:
+            seg_fd = self._open_segment(new.job_id, new.epoch)
+        except (OSError, StoreError) as exc:
+            self._quarantine_running(queue, new, worker, f"cannot open journal segment: {exc}")
+            return None
+        claim = Claim(queue, new, worker, None, seg_fd, now, runnable)
+        try:
+            self._append(
+                claim,
+                _now_record(
+                    RecordType.CLAIMED,
+                    now,
+                    worker=worker,
+                    attempt=new.attempt,
+                    marker=self._path(run_parts, run_name),
+                ),
+                sync=False,
+            )
+            claim.job = self._read_spec(new.job_id)
+        except (CorruptRecord, InvalidJob, KeyError, TypeError, ValueError) as exc:
+            self.finish(
+                claim,
+                Outcome(JobStatus.CORRUPT, error=ErrorInfo("CorruptJob", f"job files unusable: {exc}")),
+            )
+            return None
+        return claim
+
+    def _open_segment(self, job_id: str, epoch: int) -> int:
+        with self.dirs.open(self._job_parts(job_id, _names.JOURNAL)) as jfd:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            return os.open(_segment_name(epoch), flags, _durable.FILE_MODE, dir_fd=jfd)
+
+    def _append(self, claim: Claim, record: Record, *, sync: bool = True) -> int:
+        line = journal.encode(record)
+        _durable.append(claim.segment_fd, line, sync=sync and self.durable)
+        return len(line)
+
+    def _read_spec(self, job_id: str) -> Job:
+        records = self._read_segment(job_id, 0).records
+        if not records or records[0].type is not RecordType.PUSHED:
+            raise CorruptRecord(f"job {job_id} has no 'pushed' record")
+        spec = records[0].data.get("spec")
+        if not isinstance(spec, dict):
+            raise CorruptRecord(f"job {job_id}: 'spec' is not an object")
+        return job_from_spec(spec)
+
+    def progress(self, claim: Claim, percent: float | None, message: str | None) -> None:
+        if claim.closed:
+            return
+        self._append(
+            claim,
+            _now_record(RecordType.PROGRESS, self.clock.now(), percent=percent, message=message),
+            sync=False,
+        )
+
+    def finish(self, claim: Claim, outcome: Outcome) -> bool:
+        """
+        Record the outcome in the claim's own segment, then publish it with one
+        rename. False if the claim was fenced (rescued while we ran): then nothing
+        is published and the result is discarded.
+        """
+        if claim.closed:
+            return False
+        now = self.clock.now()
+        marker = claim.marker
+        queue = claim.queue
+        data: dict[str, JSON] = {"attempt": marker.attempt}
+        if outcome.error is not None:
+            data["error"] = {
+                "type": outcome.error.type,
+                "message": outcome.error.message,
+                "traceback": outcome.error.traceback,
+            }
+        status = outcome.status
+        if status is JobStatus.RETRYING:
+            assert outcome.retry_at_ms is not None
+            target = attrs.evolve(marker, ready_ms=outcome.retry_at_ms)
+            dst_parts, dst_name = self._marker_parts(queue, _names.WAITING, target), target.name
+            kind = RecordType.RETRYING
+            data["retry_at"] = journal.format_time(from_ms(outcome.retry_at_ms))
+        elif status is JobStatus.PENDING:
+            target = attrs.evolve(marker, attempt=marker.attempt - 1)
+            dst_parts, dst_name = self._marker_parts(queue, _names.PENDING, target), target.name
+            kind = RecordType.RELEASED
+            data["attempt"] = target.attempt
+        else:
+            dst_parts = self._final_parts(queue, status, marker.job_id)
+            dst_name = marker.job_id
+            kind = RecordType(status.value)
+            data["max_attempts"] = marker.max_attempts
+            if status is JobStatus.COMPLETED:
+                self._store_result(claim, outcome.result, data)
+        data["marker"] = self._path(dst_parts, dst_name)
+        src_parts = self._qdir(queue, _names.RUNNING)
+        try:
+            self._append(claim, _now_record(kind, now, **data))
+            won = self._move(src_parts, marker.running_name(claim.worker), dst_parts, dst_name)
+        finally:
+            self.release(claim)
+        if not won:
+            logger.warning(
+                "job %s was rescued while it ran (fenced): its outcome is discarded",
+                marker.job_id,
+            )
+        return won
+
+    def _store_result(self, claim: Claim, result: JSON, data: dict[str, JSON]) -> None:
+        encoded = journal.dumps(result).encode()
+        if len(encoded) > MAX_RESULT_BYTES:
+            raise ValueError(f"result is {len(encoded)} bytes; the limit is {MAX_RESULT_BYTES}")
+        if len(encoded) <= INLINE_RESULT_BYTES:
+            data["result"] = result
+            return
+        epoch = f"{claim.marker.epoch:06d}"
+        with self.dirs.open(self._job_parts(claim.job_id, _names.ATTEMPTS, epoch), create=True) as fd:
+            _durable.write_new(fd, "result.json", encoded, sync=self.durable)
+            if self.durable:
+                _durable.fsync_dir(fd)
+        data["result_file"] = f"{_names.ATTEMPTS}/{epoch}/result.json"
+
+    def release(self, claim: Claim) -> None:
+        if not claim.closed:
+            claim.closed = True
+            os.close(claim.segment_fd)
+
+    def _quarantine_running(self, queue: str, marker: Marker, worker: str, reason: str) -> None:
+        logger.error("quarantining job %s: %s", marker.job_id, reason)
+        self._move(
+            self._qdir(queue, _names.RUNNING),
+            marker.running_name(worker),
+            self._final_parts(queue, JobStatus.CORRUPT, marker.job_id),
+            marker.job_id,
+        )
+
+    def _move(
+        self, src_parts: Parts, src: str, dst_parts: Parts, dst: str, *, mine: bool = False
+    ) -> bool:
+        """
+        ``rename`` one marker; True if this call won. Missing target directories
+        are created (another process may remove an empty bucket at any time). A
+        vanished source means someone else won, unless an NFS retransmission
+        reports our own success: when the target name is `mine` (it carries this
+        actor's token, so no one else can create it) its existence proves that.
+        """
+        try:
+            with self.dirs.open(src_parts) as src_fd:
+                for _ in range(10):
+                    try:
+                        with self.dirs.open(dst_parts, create=True) as dst_fd:
+                            os.rename(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+                            if self.durable:
+                                _durable.fsync_dir(dst_fd)
+                        return True
+                    except FileNotFoundError:
+                        if _durable.exists(src_fd, src):
+                            continue  # the target bucket vanished under us: recreate it
+                        return mine and self._exists(dst_parts, dst)
+        except FileNotFoundError:
+            return mine and self._exists(dst_parts, dst)
+        raise StoreError(f"could not move {src} into {'/'.join(dst_parts)}")
+
+    def _exists(self, parts: Parts, name: str) -> bool:
+        try:
+            with self.dirs.open(parts) as fd:
+                return _durable.exists(fd, name)
+        except FileNotFoundError:
+            return False
+
+    # -- promotion and rescue --------------------------------------------------
+
+    def promote(self, queue: str) -> int:
+        """Move every waiting job that is due into pending; return how many moved."""
+        now_ms = to_ms(self.clock.now())
+        moved = 0
+        waiting_parts = self._qdir(queue, _names.WAITING)
+        waiting = self.dirs.cached(waiting_parts)
+        for hour in sorted(_durable.listdir(waiting)):
+            if hour > _names.bucket_of(now_ms)[0]:
+                break
+            with self._open_or_none((*waiting_parts, hour)) as hfd:
+                seconds = [] if hfd is None else sorted(_durable.listdir(hfd))
+            for sec in seconds:
+                try:
+                    if _names.bucket_start_ms(hour, sec) > now_ms:
+                        break
+                except ValueError:
+                    continue
+                moved += self._promote_bucket(queue, (*waiting_parts, hour, sec), now_ms)
+            if not seconds:
+                self._rmdir_empty((*waiting_parts, hour))
+        return moved
+
+    def _promote_bucket(self, queue: str, parts: Parts, now_ms: int) -> int:
+        moved = 0
+        with self._open_or_none(parts) as fd:
+            names = [] if fd is None else sorted(_durable.listdir(fd))
+        for name in names:
+            try:
+                marker = Marker.parse(name)
+            except ValueError:
+                continue
+            if marker.ready_ms > now_ms:
+                continue
+            if self._move(parts, name, self._marker_parts(queue, _names.PENDING, marker), name):
+                moved += 1
+        self._rmdir_empty(parts)
+        return moved
+
+    def next_due_ms(self, queue: str) -> int | None:
+        """When the earliest waiting job of `queue` is due (None if none waits)."""
+        for parts in self._leaf_buckets(self._qdir(queue, _names.WAITING), levels=2):
+            with self._open_or_none(parts) as fd:
+                names = [] if fd is None else _durable.listdir(fd)
+            due = []
+            for name in names:
+                try:
+                    due.append(Marker.parse(name).ready_ms)
+                except ValueError:
+                    continue
+            if due:
+                return min(due)
+        return None
+
+    def register_worker(self, worker: str) -> int:
+        """Create and lock ``workers/<worker>.lock`` for the worker's lifetime."""
+        _names.check_worker_id(worker)
+        wfd = self.dirs.cached((_names.WORKERS,))
+        fd = _durable.open_lock_file(wfd, f"{worker}.lock", create=True)
+        assert fd is not None
+        if not _durable.try_lock(fd):
+            os.close(fd)
+            raise StoreError(f"worker id {worker} is already in use")
+        if self.durable:
+            _durable.fsync_dir(wfd)
+        return fd
+
+    def unregister_worker(self, worker: str, lock_fd: int) -> None:
+        wfd = self.dirs.cached((_names.WORKERS,))
+        _durable.unlink_quiet(wfd, f"{worker}.lock")
+        os.close(lock_fd)
+
+    def running(self, queue: str) -> list[tuple[Marker, str]]:
+        """The running markers of `queue` as (marker, worker)."""
+        out = []
+        fd = self.dirs.cached(self._qdir(queue, _names.RUNNING))
+        for name in _durable.listdir(fd):
+            try:
+                out.append(Marker.parse_running(name))
+            except ValueError:
+                continue
+        return out
+
+    def rescue(self, queue: str, me: str) -> list[str]:
+        """
+        Put back into pending the running jobs of workers that are dead: their
+        lock file can be locked, so no process holds it. Returns the job ids.
+        Rescue bumps the epoch, which fences a zombie owner out of the job.
+        """
+        by_worker: dict[str, list[Marker]] = {}
+        for marker, worker in self.running(queue):
+            if worker != me:
+                by_worker.setdefault(worker, []).append(marker)
+        rescued: list[str] = []
+        wfd = self.dirs.cached((_names.WORKERS,))
+        for worker, markers in by_worker.items():
+            fd = _durable.open_lock_file(wfd, f"{worker}.lock", create=True)
+            if fd is None:
+                continue
+            try:
+                if not _durable.try_lock(fd):
+                    continue  # alive
+                for marker in markers:
+                    if self._rescue_one(queue, marker, worker, me):
+                        rescued.append(marker.job_id)
+                _durable.unlink_quiet(wfd, f"{worker}.lock")
+            finally:
+                os.close(fd)
+        return rescued
+
+    def _rescue_one(self, queue: str, marker: Marker, worker: str, me: str) -> bool:
+        new = attrs.evolve(marker, epoch=marker.epoch + 1)
+        dst_parts = self._marker_parts(queue, _names.PENDING, new)
+        if not self._move(
+            self._qdir(queue, _names.RUNNING), marker.running_name(worker), dst_parts, new.name
+        ):
+            return False
+        logger.warning("rescued job %s from dead worker %s", marker.job_id, worker)
+        try:
+            fd = self._open_segment(new.job_id, new.epoch)
+        except OSError:
+            return True  # the marker moved; the record is history only
+        try:
+            record = _now_record(
+                RecordType.RESCUED,
+                self.clock.now(),
+                worker=worker,
+                by=me,
+                attempt=new.attempt,
+                marker=self._path(dst_parts, new.name),
+            )
+            _durable.append(fd, journal.encode(record), sync=self.durable)
+        finally:
+            os.close(fd)
+        return True
+
+    # -- reading ----------------------------------------------------------------
+
+    def _read_segment(self, job_id: str, epoch: int) -> journal.ReadResult:
+        with self.dirs.open(self._job_parts(job_id, _names.JOURNAL)) as jfd:
+            data = _durable.read_file(jfd, _segment_name(epoch), 64 * 1024 * 1024)
+        return journal.parse(data)
+
+    def _segments(self, job_id: str) -> list[tuple[int, journal.ReadResult]]:
+        try:
+            with self.dirs.open(self._job_parts(job_id, _names.JOURNAL)) as jfd:
+                epochs = sorted(
+                    int(n[:6]) for n in _durable.listdir(jfd) if len(n) == 12 and n[:6].isdigit()
+                    and n.endswith(".jsonl")
+                )
+                out = []
+                for epoch in epochs:
+                    data = _durable.read_file(jfd, _segment_name(epoch), 64 * 1024 * 1024)
+                    out.append((epoch, journal.parse(data)))
+                return out
+        except FileNotFoundError:
+            return []
+
+    def _locate(self, job_id: str, queue: str, segments: list[tuple[int, journal.ReadResult]]) -> _Location | None:
+        """Where the job's marker is now: first where the journal says, then the likely places."""
+        for _, seg in reversed(segments):
+            named = next((r for r in reversed(seg.records) if "marker" in r.data), None)
+            if named is not None:
+                found = self._check_marker_path(named.get_str("marker") or "", queue, job_id)
+                if found is not None:
+                    return found
+                break
+        for status in FINAL_DIRS:
+            if self._exists(self._final_parts(queue, status, job_id), job_id):
+                return _Location(status.value)
+        for marker, worker in self.running(queue):
+            if marker.job_id == job_id:
+                return _Location(_names.RUNNING, marker, worker)
+        return None
+
+    def _check_marker_path(self, path: str, queue: str, job_id: str) -> _Location | None:
+        parts = tuple(path.split("/"))
+        if len(parts) < 4 or parts[0] != _names.QUEUES or parts[1] != queue:
+            return None
+        where = parts[2]
+        try:
+            if where == _names.RUNNING:
+                marker, worker = Marker.parse_running(parts[-1])
+                return _Location(where, marker, worker) if self._exists(parts[:-1], parts[-1]) else None
+            if where in (_names.WAITING, _names.PENDING):
+                marker = Marker.parse(parts[-1])
+                if marker.job_id != job_id:
+                    return None
+                for w in (_names.WAITING, _names.PENDING):  # promotion keeps the name
+                    if self._exists(self._marker_parts(queue, w, marker), marker.name):
+                        return _Location(w, marker)
+                return None
+            status = JobStatus(where)
+        except ValueError:
+            return None
+        if parts[-1] == job_id and self._exists(parts[:-1], parts[-1]):
+            return _Location(status.value)
+        return None
+
+    def _scan_live(self, job_id: str, queue: str) -> _Location | None:
+        """The slow path: walk the queue's waiting and pending trees for the job."""
+        for where, levels in ((_names.WAITING, 2), (_names.PENDING, 3)):
+            for parts in self._leaf_buckets(self._qdir(queue, where), levels):
+                with self._open_or_none(parts) as fd:
+                    names = [] if fd is None else _durable.listdir(fd)
+                for name in names:
+                    if f".{job_id}." in name:
+                        try:
+                            return _Location(where, Marker.parse(name))
+                        except ValueError:
+                            continue
+        return None
+
+    def _locate_with_retry(self, job_id: str) -> _Location | None:
+        try:
+            state = self.get(job_id)
+        except JobNotFound:
+            return None
+        return _Location(state.status.value)
+
+    def get(self, job_id: str) -> JobState:
+        """The current state of a job; JobNotFound if no published job has this id."""
+        _names.check_job_id(job_id)
+        deadline = self.clock.monotonic() + self.staleness
+        tries = 0
+        while True:
+            segments = self._segments(job_id)
+            if segments and segments[0][0] == 0 and segments[0][1].records:
+                spec = segments[0][1].records[0].data.get("spec")
+                queue = spec.get("queue") if isinstance(spec, dict) else None
+                if isinstance(queue, str) and _names.NAME_RE.match(queue):
+                    location = self._locate(job_id, queue, segments)
+                    if location is None and tries >= 2 and self.clock.monotonic() >= deadline:
+                        location = self._scan_live(job_id, queue)
+                        if location is not None:
+                            logger.info("job %s found by a slow scan", job_id)
+                    if location is not None:
+                        return self._state(job_id, queue, spec, segments, location)
+            tries += 1
+            if tries > 2 and self.clock.monotonic() >= deadline:
+                raise JobNotFound(job_id)
+            time.sleep(min(0.05, 0.002 * 2**tries))
+
+    def _state(
+        self,
+        job_id: str,
+        queue: str,
+        spec: dict[str, JSON],
+        segments: list[tuple[int, journal.ReadResult]],
+        location: _Location,
+    ) -> JobState:
+        where = location.where
+        marker = location.marker
+        if where in (_names.WAITING, _names.PENDING, _names.RUNNING):
+            assert marker is not None
+            if where == _names.WAITING:
+                status = JobStatus.SCHEDULED if marker.attempt == 0 else JobStatus.RETRYING
+            else:
+                status = JobStatus(where)
+        else:
+            status = JobStatus(where)
+        fold = _Fold(job_id)
+        for epoch, seg in segments:
+            fold.add(epoch, seg.records)
+        attempts = marker.attempt if marker is not None else fold.attempts
+        max_attempts = (
+            marker.max_attempts if marker is not None else fold.max_attempts or _int(spec, "max_attempts", 1)
+        )
+        result: JSON = None
+        if status is JobStatus.COMPLETED and fold.terminal is not None:
+            result = fold.terminal.data.get("result")
+            result_file = fold.terminal.get_str("result_file")
+            if result_file is not None:
+                result = self._read_result_file(job_id, result_file)
+        sched = spec.get("scheduled_at")
+        live = status in (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING)
+        return JobState(
+            id=job_id,
+            func=str(spec.get("func")),
+            kwargs=typing.cast(dict[str, JSON], spec.get("kwargs") or {}),
+            queue=queue,
+            status=status,
+            priority=_int(spec, "priority", 0),
+            attempts=attempts,
+            max_attempts=max_attempts,
+            created_at=journal.parse_time(str(spec.get("created_at"))),
+            scheduled_at=None if not isinstance(sched, str) else journal.parse_time(sched),
+            started_at=fold.started_at,
+            finished_at=None if live or status is JobStatus.RUNNING else fold.finished_at,
+            progress=fold.progress,
+            progress_message=fold.progress_message,
+            result=result,
+            error=fold.error,
+            worker=location.worker or fold.worker,
+            unique_key=typing.cast("str | None", spec.get("unique_key")),
+        )
+
+    def _read_result_file(self, job_id: str, rel: str) -> JSON:
+        parts = tuple(rel.split("/"))
+        if len(parts) != 3 or parts[0] != _names.ATTEMPTS or not parts[1].isdigit():
+            raise StoreError(f"job {job_id}: bad result_file {rel!r}")
+        with self.dirs.open(self._job_parts(job_id, *parts[:2])) as fd:
+            return journal.loads(_durable.read_file(fd, parts[2], MAX_RESULT_BYTES))
+
+    # -- listing ------------------------------------------------------------
+
+    def job_ids(self, queue: str, where: str) -> Iterator[str]:
+        """Ids with a marker in one state directory of `queue` (unordered for live ones)."""
+        top = self._qdir(queue, where)
+        top_fd = self.dirs.cached(top)
+        if where == _names.RUNNING:
+            for marker, _ in self.running(queue):
+                yield marker.job_id
+            return
+        if where in (_names.WAITING, _names.PENDING):
+            levels = 2 if where == _names.WAITING else 3
+            for parts in self._leaf_buckets(top, levels):
+                with self._open_or_none(parts) as fd:
+                    names = [] if fd is None else _durable.listdir(fd)
+                for name in names:
+                    try:
+                        yield Marker.parse(name).job_id
+                    except ValueError:
+                        continue
+            return
+        for day in sorted(_durable.listdir(top_fd), reverse=True):
+            with self._open_or_none((*top, day)) as fd:
+                names = [] if fd is None else _durable.listdir(fd)
+            yield from sorted((n for n in names if _ids.is_job_id(n)), reverse=True)
+
+    def queues(self) -> list[str]:
+        fd = self.dirs.cached((_names.QUEUES,))
+        return sorted(n for n in _durable.listdir(fd) if _names.NAME_RE.match(n))
+
+    def counts(self, queue: str) -> dict[JobStatus, int]:
+        out = dict.fromkeys(JobStatus, 0)
+        for where in (_names.PENDING, _names.RUNNING, *(s.value for s in FINAL_DIRS)):
+            out[JobStatus(where)] += sum(1 for _ in self.job_ids(queue, where))
+        for parts in self._leaf_buckets(self._qdir(queue, _names.WAITING), 2):
+            with self._open_or_none(parts) as fd:
+                names = [] if fd is None else _durable.listdir(fd)
+            for name in names:
+                try:
+                    first = Marker.parse(name).attempt == 0
+                except ValueError:
+                    continue
+                out[JobStatus.SCHEDULED if first else JobStatus.RETRYING] += 1
+        return out
+
+
+def _int(spec: dict[str, JSON], key: str, default: int) -> int:
+    value = spec.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+class _Fold:
+    """What the journal says about a job, folded over every valid record in epoch order."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.attempts = 0
+        self.max_attempts = 0
+        self.started_at: dt.datetime | None = None
+        self.finished_at: dt.datetime | None = None
+        self.worker: str | None = None
+        self.error: ErrorInfo | None = None
+        self.progress: float | None = None
+        self.progress_message: str | None = None
+        self.terminal: Record | None = None
+
+    def add(self, epoch: int, records: Iterable[Record]) -> None:
+        for r in records:
+            attempt = r.get_int("attempt")
+            if r.type is RecordType.CLAIMED:
+                self.started_at, self.worker = r.at, r.get_str("worker")
+                self.finished_at, self.terminal = None, None
+                self.progress, self.progress_message = None, None
+            elif r.type is RecordType.PROGRESS:
+                pct = r.data.get("percent")
+                self.progress = float(pct) if isinstance(pct, int | float) else None
+                self.progress_message = r.get_str("message")
+            elif r.type in journal.TERMINAL:
+                self.terminal, self.finished_at = r, r.at
+                self.max_attempts = r.get_int("max_attempts") or self.max_attempts
+                err = r.data.get("error")
+                if isinstance(err, dict):
+                    self.error = ErrorInfo(
+                        str(err.get("type", "")), str(err.get("message", "")), str(err.get("traceback", ""))
+                    )
+                elif r.type is RecordType.COMPLETED:
+                    self.error = None
+            if attempt is not None:
+                self.attempts = attempt
+
+
+class _OpenOrNone:
+    """``with`` a directory descriptor, or None if the directory is not there (any more)."""
+
+    def __init__(self, dirs: Dirs, parts: Parts) -> None:
+        self._cm = dirs.open(parts)
+        self._entered = False
+
+    def __enter__(self) -> int | None:
+        try:
+            fd = self._cm.__enter__()
+        except (FileNotFoundError, NotADirectoryError, StoreError):
+            return None
+        self._entered = True
+        return fd
+
+    def __exit__(self, *exc: object) -> None:
+        if self._entered:
+            self._cm.__exit__(None, None, None)
+
+
+def _rmtree_at(parent_fd: int, name: str) -> None:
+    """Remove `name` under `parent_fd` recursively without following symlinks."""
+    try:
+        fd = os.open(name, _durable.O_DIR, dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+            os.unlink(name, dir_fd=parent_fd)
+            return
+        if exc.errno == errno.ENOENT:
+            return
+        raise
+    try:
+        for child in os.listdir(fd):
+            st = os.stat(child, dir_fd=fd, follow_symlinks=False)
+            if st.st_mode & 0o170000 == 0o040000:
+                _rmtree_at(fd, child)
+            else:
+                os.unlink(child, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent_fd)
