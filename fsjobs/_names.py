@@ -31,7 +31,7 @@ MAX_ATTEMPTS_LIMIT = 999
 # Directory names: the one place that spells them.
 JOBS, QUEUES, UNIQUE, WORKERS, TMP = "jobs", "queues", "unique", "workers", "tmp"
 WAITING, PENDING, RUNNING = "waiting", "pending", "running"
-JOURNAL, ATTEMPTS, UPLOADS = "journal", "attempts", "uploads"
+JOURNAL, ATTEMPTS, UPLOADS, OUTPUTS = "journal", "attempts", "uploads", "outputs"
 FORMAT_FILE = "fsjobs.json"
 FORMAT_VERSION = 1
 

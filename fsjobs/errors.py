@@ -115,3 +115,11 @@ class FormatError(StoreError):
 
 class CorruptRecord(FsJobsError, ValueError):
     """A journal record failed its checksum or schema."""
+
+
+class Retry(FsJobsError):
+    """Raised by a task to ask for another attempt, after `delay` seconds (or the backoff)."""
+
+    def __init__(self, delay: float | None = None, message: str | None = None) -> None:
+        self.delay = delay
+        super().__init__(message or "the task asked to be retried")

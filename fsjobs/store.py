@@ -27,6 +27,7 @@ import logging
 import os
 import pathlib
 import secrets
+import stat
 import time
 import typing
 from collections.abc import Iterable, Iterator, Sequence
@@ -114,6 +115,7 @@ class Claim:
     started_at: dt.datetime
     #: False when the job is not to run (its last attempt was lost with a worker)
     runnable: bool = True
+    uploads: tuple[str, ...] = ()
     closed: bool = False
 
     @property
@@ -542,7 +544,7 @@ class Store:
                 ),
                 sync=False,
             )
-            claim.job = self._read_spec(new.job_id)
+            claim.job, claim.uploads = self._read_spec(new.job_id)
         except (CorruptRecord, InvalidJob, KeyError, TypeError, ValueError) as exc:
             self.finish(
                 claim,
@@ -561,14 +563,40 @@ class Store:
         _durable.append(claim.segment_fd, line, sync=sync and self.durable)
         return len(line)
 
-    def _read_spec(self, job_id: str) -> Job:
+    def _read_spec(self, job_id: str) -> tuple[Job, tuple[str, ...]]:
+        """The job and its upload names, from the first record of segment 0."""
         records = self._read_segment(job_id, 0).records
         if not records or records[0].type is not RecordType.PUSHED:
             raise CorruptRecord(f"job {job_id} has no 'pushed' record")
         spec = records[0].data.get("spec")
         if not isinstance(spec, dict):
             raise CorruptRecord(f"job {job_id}: 'spec' is not an object")
-        return job_from_spec(spec)
+        uploads = spec.get("uploads") or []
+        if not isinstance(uploads, list):
+            raise CorruptRecord(f"job {job_id}: 'uploads' is not a list")
+        return job_from_spec(spec), tuple(_names.check_name("upload", u) for u in uploads)
+
+    def upload_paths(self, claim: Claim) -> dict[str, pathlib.Path]:
+        """Paths of the claimed job's upload blobs (checked to be regular files)."""
+        if not claim.uploads:
+            return {}
+        parts = self._job_parts(claim.job_id, _names.UPLOADS)
+        base = pathlib.Path(self.root, *parts)
+        with self.dirs.open(parts) as fd:
+            for name in claim.uploads:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):
+                    raise StoreError(f"upload {name!r} of job {claim.job_id} is not a regular file")
+        return {name: base / name for name in claim.uploads}
+
+    def output_dir(self, claim: Claim) -> pathlib.Path:
+        """This attempt's own output directory, created on first use."""
+        parts = self._job_parts(
+            claim.job_id, _names.ATTEMPTS, f"{claim.marker.epoch:06d}", _names.OUTPUTS
+        )
+        with self.dirs.open(parts, create=True):
+            pass
+        return pathlib.Path(self.root, *parts)
 
     def progress(self, claim: Claim, percent: float | None, message: str | None) -> None:
         if claim.closed:

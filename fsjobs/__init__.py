@@ -1,0 +1,72 @@
+"""
+fsjobs: background jobs for asyncio with no server.
+
+The queue is a directory of plain files; any number of worker processes, on
+one host or on many hosts sharing the directory over NFS, claim and run jobs.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .context import Context as Context
+from .errors import CorruptRecord as CorruptRecord
+from .errors import FormatError as FormatError
+from .errors import FsJobsError as FsJobsError
+from .errors import InvalidJob as InvalidJob
+from .errors import JobCancelled as JobCancelled
+from .errors import JobFailed as JobFailed
+from .errors import JobNotDone as JobNotDone
+from .errors import JobNotFound as JobNotFound
+from .errors import PushError as PushError
+from .errors import ResultNotSerializable as ResultNotSerializable
+from .errors import Retry as Retry
+from .errors import StoreError as StoreError
+from .errors import StoreFull as StoreFull
+from .errors import UniqueKeyBusy as UniqueKeyBusy
+from .errors import UnknownTask as UnknownTask
+from .errors import WaitTimeout as WaitTimeout
+from .model import Backoff as Backoff
+from .model import ErrorInfo as ErrorInfo
+from .model import Job as Job
+from .model import JobState as JobState
+from .model import JobStatus as JobStatus
+from .model import Limit as Limit
+from .queue import Queue as Queue
+from .tasks import Task as Task
+from .worker import Worker as Worker
+
+try:
+    __version__ = version("fsjobs")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "Backoff",
+    "Context",
+    "CorruptRecord",
+    "ErrorInfo",
+    "FormatError",
+    "FsJobsError",
+    "InvalidJob",
+    "Job",
+    "JobCancelled",
+    "JobFailed",
+    "JobNotDone",
+    "JobNotFound",
+    "JobState",
+    "JobStatus",
+    "Limit",
+    "PushError",
+    "Queue",
+    "ResultNotSerializable",
+    "Retry",
+    "StoreError",
+    "StoreFull",
+    "Task",
+    "UniqueKeyBusy",
+    "UnknownTask",
+    "WaitTimeout",
+    "Worker",
+    "__version__",
+]

@@ -1,0 +1,309 @@
+"""
+`Queue`: the async API over the store.
+
+Each store operation runs in a thread, one hop per operation, so the event loop
+never waits on the disk. Within one process, pushes wake idle workers and
+finished jobs wake waiters at once; across processes and hosts, workers and
+waiters poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import functools
+import os
+import threading
+import typing
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+
+from . import _names, tasks
+from ._clock import SYSTEM_CLOCK, Clock
+from .errors import JobCancelled, JobFailed, JobNotDone, PushError, WaitTimeout
+from .journal import JSON
+from .model import FINAL_DIRS, Job, JobState, JobStatus
+from .store import Store
+
+T = typing.TypeVar("T")
+P = typing.ParamSpec("P")
+R = typing.TypeVar("R")
+
+_io_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_io_pool_lock = threading.Lock()
+
+
+def io_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that run store operations (separate from the threads of sync tasks)."""
+    global _io_pool
+    with _io_pool_lock:
+        if _io_pool is None:
+            _io_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=16, thread_name_prefix="fsjobs-io"
+            )
+        return _io_pool
+
+
+class _Signals:
+    """In-process wake-ups, keyed by root: thread-safe, loop-aware."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pushed: dict[str, weakref.WeakSet[_Waker]] = {}
+        self._finished: dict[tuple[str, str], set[_Waker]] = {}
+
+    def on_push(self, root: str, waker: _Waker) -> None:
+        with self._lock:
+            self._pushed.setdefault(root, weakref.WeakSet()).add(waker)
+
+    def pushed(self, root: str) -> None:
+        with self._lock:
+            wakers = list(self._pushed.get(root, ()))
+        for w in wakers:
+            w.wake()
+
+    def wait_finish(self, root: str, job_id: str, waker: _Waker) -> None:
+        with self._lock:
+            self._finished.setdefault((root, job_id), set()).add(waker)
+
+    def stop_waiting(self, root: str, job_id: str, waker: _Waker) -> None:
+        with self._lock:
+            waiters = self._finished.get((root, job_id))
+            if waiters is not None:
+                waiters.discard(waker)
+                if not waiters:
+                    del self._finished[(root, job_id)]
+
+    def finished(self, root: str, job_id: str) -> None:
+        with self._lock:
+            wakers = list(self._finished.get((root, job_id), ()))
+        for w in wakers:
+            w.wake()
+
+
+class _Waker:
+    """An asyncio.Event that any thread may set."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.event = asyncio.Event()
+
+    def wake(self) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.event.set)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+
+    async def wait(self, timeout: float | None) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self.event.wait()
+        except TimeoutError:
+            return False
+        self.event.clear()
+        return True
+
+
+signals = _Signals()
+
+
+def _outcome(state: JobState) -> JobState:
+    """Return a completed state; raise for any other final one."""
+    if state.status is JobStatus.COMPLETED:
+        return state
+    if state.status is JobStatus.CANCELLED:
+        raise JobCancelled(state)
+    if state.status.is_final:
+        raise JobFailed(state)
+    raise JobNotDone(state)
+
+
+class Queue:
+    """
+    One named queue under a root directory (created if missing). Several
+    queues, processes and hosts may share one root.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        name: str = "default",
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        staleness: float | None = None,
+        reserve_bytes: int = 64 * 1024 * 1024,
+        durable: bool = True,
+    ) -> None:
+        self.name = _names.check_name("queue", name)
+        self.clock = clock
+        self.store = Store(
+            root, clock=clock, staleness=staleness, reserve_bytes=reserve_bytes, durable=durable
+        )
+        self.root = self.store.root
+
+    def __repr__(self) -> str:
+        return f"<fsjobs.Queue {self.name!r} at {self.root!r}>"
+
+    def close(self) -> None:
+        """Release the directory descriptors this queue holds."""
+        self.store.close()
+
+    async def io(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run one store operation in the I/O threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(io_pool(), functools.partial(fn, *args, **kwargs))
+
+    # -- tasks ----------------------------------------------------------------
+
+    def task(
+        self, *, name: str | None = None, **options: typing.Any
+    ) -> Callable[[Callable[P, R]], tasks.Task[P, R]]:
+        """
+        Register a function as a task of this queue. Options (`priority`,
+        `max_attempts`, `timeout`, `unique_key`, `limits`, `backoff`) are the
+        defaults of jobs built from it.
+        """
+        return tasks.make_task_decorator(self, name=name, options=options)
+
+    # -- push -------------------------------------------------------------------
+
+    def _check(self, job: Job) -> None:
+        if not isinstance(job, Job):
+            raise TypeError(f"push() takes an fsjobs.Job, not {type(job).__name__}")
+        task = tasks.find(job.func)
+        if task is not None:
+            task.check_kwargs(job.kwargs, uploads=job.uploads)
+
+    async def push(self, job: Job) -> str:
+        """Push one job; returns its id once it is durable and visible to workers."""
+        self._check(job)
+        (job_id,) = await self.io(self.store.push_many, [(job, self.name)])
+        signals.pushed(self.root)
+        return job_id
+
+    async def push_many(self, jobs: Iterable[Job]) -> list[str]:
+        """
+        Push several jobs sharing the cost of fsyncs. Not atomic: if it fails
+        part-way, `PushError.published_ids` lists the jobs that were pushed.
+        """
+        items = list(jobs)
+        for job in items:
+            self._check(job)
+        published: list[str] = []
+        try:
+            ids = await self.io(self.store.push_many, [(j, self.name) for j in items], published)
+        except Exception as exc:
+            if published:
+                signals.pushed(self.root)
+            raise PushError(
+                f"push_many stopped after {len(published)} of {len(items)} jobs: {exc}", published
+            ) from exc
+        signals.pushed(self.root)
+        return ids
+
+    # -- reading ------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> JobState:
+        """The job's current state (any job under the root); raises JobNotFound."""
+        return await self.io(self.store.get, job_id)
+
+    async def result(self, job_id: str) -> JSON:
+        """The return value of a completed job; raises JobFailed, JobCancelled or JobNotDone."""
+        return _outcome(await self.get(job_id)).result
+
+    async def wait(
+        self, job_id: str, timeout: float | None = None, interval: float | None = None
+    ) -> JobState:
+        """
+        Wait until the job is final and return its state if it completed; raise
+        JobFailed, JobCancelled, or WaitTimeout (a TimeoutError) after `timeout`.
+        A job finished in this process wakes the waiter at once; otherwise it
+        polls every `interval` seconds (default: from 10 ms growing to 1 s).
+        """
+        async for state in self.watch(job_id, interval=interval, timeout=timeout):
+            if state.is_done:
+                return _outcome(state)
+        raise AssertionError("watch() ended without a final state")  # pragma: no cover
+
+    async def watch(
+        self, job_id: str, interval: float | None = 0.5, timeout: float | None = None
+    ) -> AsyncIterator[JobState]:
+        """Yield the job's state each time it changes; ends after a final state."""
+        deadline = None if timeout is None else self.clock.monotonic() + timeout
+        waker = _Waker()
+        signals.wait_finish(self.root, job_id, waker)
+        delay = 0.01 if interval is None else interval
+        last: JobState | None = None
+        try:
+            while True:
+                state = await self.get(job_id)
+                if state != last:
+                    yield state
+                    last = state
+                if state.is_done:
+                    return
+                remaining = None if deadline is None else deadline - self.clock.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise WaitTimeout(
+                        f"job {job_id} is still {state.status.value} after {timeout} s"
+                    )
+                await waker.wait(delay if remaining is None else min(delay, remaining))
+                if interval is None:
+                    delay = min(delay * 1.5, 1.0)
+        finally:
+            signals.stop_waiting(self.root, job_id, waker)
+
+    async def list_jobs(
+        self,
+        status: JobStatus | str | None = None,
+        limit: int = 100,
+        *,
+        queue: str | None = None,
+    ) -> list[JobState]:
+        """Jobs of this queue (or `queue`, ``"*"`` for all), newest first."""
+        wanted = None if status is None else JobStatus(status)
+        return await self.io(self._list_jobs, wanted, limit, queue or self.name)
+
+    def _list_jobs(self, status: JobStatus | None, limit: int, queue: str) -> list[JobState]:
+        queues = self.store.queues() if queue == "*" else [_names.check_name("queue", queue)]
+        ids: list[str] = []
+        for q in queues:
+            for where in _dirs_for(status):
+                ids.extend(self.store.job_ids(q, where))
+        ids.sort(reverse=True)  # ids are time-ordered: newest first
+        states = []
+        for job_id in ids:
+            try:
+                state = self.store.get(job_id)
+            except LookupError:
+                continue  # pruned or moved on while we listed
+            if status is None or state.status is status:
+                states.append(state)
+            if len(states) >= limit:
+                break
+        return states
+
+    async def counts(self, *, queue: str | None = None) -> dict[JobStatus, int]:
+        """How many jobs of this queue (or `queue`, ``"*"`` for all) are in each status."""
+        return await self.io(self._counts, queue or self.name)
+
+    def _counts(self, queue: str) -> dict[JobStatus, int]:
+        queues = self.store.queues() if queue == "*" else [_names.check_name("queue", queue)]
+        total = dict.fromkeys(JobStatus, 0)
+        for q in queues:
+            for status, n in self.store.counts(q).items():
+                total[status] += n
+        return total
+
+
+def _dirs_for(status: JobStatus | None) -> Sequence[str]:
+    if status is None:
+        return (_names.WAITING, _names.PENDING, _names.RUNNING, *(s.value for s in FINAL_DIRS))
+    if status in (JobStatus.SCHEDULED, JobStatus.RETRYING):
+        return (_names.WAITING,)
+    return (status.value,)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

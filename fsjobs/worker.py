@@ -1,0 +1,406 @@
+"""
+`Worker`: claims jobs from one or more queues and runs them.
+
+Async tasks run on the event loop; sync tasks run in a thread pool of the
+worker's concurrency. The worker holds an OFD lock on ``workers/<id>.lock`` for
+its whole life; any other worker that can take that lock knows this one is dead
+and puts its running jobs back (see `Store.rescue`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import logging
+import math
+import signal
+import threading
+import traceback
+import typing
+from collections import deque
+from collections.abc import Sequence
+
+from . import _ids, _names, tasks
+from ._clock import Clock, to_ms
+from .context import Context
+from .errors import Retry, UnknownTask
+from .journal import dumps
+from .model import DEFAULT_BACKOFF, MAX_RESULT_BYTES, ErrorInfo, JobStatus, to_json_result
+from .queue import Queue, _Waker, signals
+from .store import Claim, Outcome
+
+logger = logging.getLogger(__name__)
+
+#: A busy worker re-lists a queue's head at least this often, so a better job
+#: pushed later is taken soon (DESIGN.md §2.1 rule 1).
+RELIST_INTERVAL = 0.1
+PROGRESS_INTERVAL = 0.5
+
+
+def _error_info(exc: BaseException) -> ErrorInfo:
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return ErrorInfo(name, str(exc), "".join(traceback.format_exception(exc)))
+
+
+class Worker:
+    """
+    Runs jobs of `queues` (default: the queue's own) under the queue's root,
+    at most `concurrency` at a time.
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 10,
+        *,
+        clock: Clock | None = None,
+        worker_id: str | None = None,
+        poll_interval: float = 0.01,
+        max_poll_interval: float = 0.5,
+        rescue_interval: float = 1.0,
+        grace_period: float = 30.0,
+        allow_import: Sequence[str] = (),
+        handle_signals: bool = True,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.queue = queue
+        self.store = queue.store
+        self.queues = [_names.check_name("queue", q) for q in (queues or [queue.name])]
+        self.concurrency = concurrency
+        self.clock = clock or queue.clock
+        self.id = _names.check_worker_id(worker_id or _ids.new_worker_id())
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.rescue_interval = rescue_interval
+        self.grace_period = grace_period
+        self.allow_import = tuple(allow_import)
+        self.handle_signals = handle_signals
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix=f"fsjobs-task-{self.id}"
+        )
+        self._running: dict[asyncio.Task[None], Claim] = {}
+        self._stopping = False
+        self._waker: _Waker | None = None
+        self.ran = 0
+
+    def __repr__(self) -> str:
+        return f"<fsjobs.Worker {self.id} queues={self.queues}>"
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs get `grace_period` seconds to finish."""
+        self._stopping = True
+        if self._waker is not None:
+            self._waker.wake()
+
+    async def run(self) -> None:
+        """Run jobs until cancelled or stopped (SIGTERM/SIGINT stop it gracefully)."""
+        await self._serve(until_empty=False, wait_scheduled=False, max_wait=None)
+
+    async def run_until_empty(
+        self, *, wait_scheduled: bool = False, max_wait: float | None = None
+    ) -> int:
+        """
+        Run jobs until none of the worker's queues has a due job and none of its
+        own is running; with `wait_scheduled`, also wait for scheduled jobs and
+        backoffs (at most `max_wait` seconds). Returns the attempts it ran.
+        """
+        before = self.ran
+        await self._serve(until_empty=True, wait_scheduled=wait_scheduled, max_wait=max_wait)
+        return self.ran - before
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def _serve(self, *, until_empty: bool, wait_scheduled: bool, max_wait: float | None) -> None:
+        self._stopping = False
+        self._waker = waker = _Waker()
+        signals.on_push(self.queue.root, waker)
+        lock_fd = await self.queue.io(self.store.register_worker, self.id)
+        started = self.clock.monotonic()
+        installed = self._install_signals() if not until_empty else []
+        logger.info("worker %s serving %s under %s", self.id, self.queues, self.queue.root)
+        listings: dict[str, deque[str]] = {q: deque() for q in self.queues}
+        listed_at: dict[str, float] = dict.fromkeys(self.queues, -math.inf)
+        last_rescue = -math.inf
+        delay = self.poll_interval
+        try:
+            while not self._stopping:
+                now = self.clock.monotonic()
+                if now - last_rescue >= self.rescue_interval:
+                    for q in self.queues:
+                        await self.queue.io(self.store.rescue, q, self.id)
+                    last_rescue = now
+                claimed = await self._fill(listings, listed_at)
+                if until_empty and not claimed and not self._running:
+                    pause = await self._idle_pause(wait_scheduled, max_wait, started)
+                    if pause is None:
+                        break
+                    await waker.wait(pause)
+                    continue
+                delay = self.poll_interval if claimed else min(delay * 2, self.max_poll_interval)
+                if claimed and len(self._running) < self.concurrency:
+                    continue
+                await self._wait_for_change(waker, delay)
+        finally:
+            for sig in installed:
+                asyncio.get_running_loop().remove_signal_handler(sig)
+            await self._shutdown()
+            await self.queue.io(self.store.unregister_worker, self.id, lock_fd)
+            self._waker = None
+
+    async def _idle_pause(
+        self, wait_scheduled: bool, max_wait: float | None, started: float
+    ) -> float | None:
+        """How long an emptied `run_until_empty` should wait for a scheduled job; None: stop."""
+        if not wait_scheduled:
+            return None
+        due = [await self.queue.io(self.store.next_due_ms, q) for q in self.queues]
+        due_ms = min((d for d in due if d is not None), default=None)
+        if due_ms is None:
+            return None
+        pause = max(0.0, (due_ms - to_ms(self.clock.now())) / 1000)
+        if max_wait is not None:
+            left = max_wait - (self.clock.monotonic() - started)
+            if left <= 0 or pause > left:
+                return None
+        return min(pause + 0.001, self.max_poll_interval)
+
+    async def _wait_for_change(self, waker: _Waker, delay: float) -> None:
+        """Sleep until a job ends, a push in this process wakes us, or `delay` passes."""
+        wait_waker = asyncio.ensure_future(waker.wait(delay))
+        pending: set[asyncio.Future[typing.Any]] = {wait_waker, *self._running}
+        try:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not wait_waker.done():
+                wait_waker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await wait_waker
+
+    async def _fill(self, listings: dict[str, deque[str]], listed_at: dict[str, float]) -> int:
+        """Claim jobs into free slots, taking turns among the queues. Returns how many."""
+        claimed = 0
+        progress = True
+        while progress and len(self._running) < self.concurrency and not self._stopping:
+            progress = False
+            for q in self.queues:
+                if len(self._running) >= self.concurrency:
+                    break
+                claim = await self._claim_next(q, listings[q], listed_at)
+                if claim is not None:
+                    self._start(claim)
+                    claimed += 1
+                    progress = True
+            # rotate so the next turn starts with another queue
+            self.queues.append(self.queues.pop(0))
+        return claimed
+
+    async def _claim_next(
+        self, queue: str, listing: deque[str], listed_at: dict[str, float]
+    ) -> Claim | None:
+        for relisted in (False, True):
+            now = self.clock.monotonic()
+            if relisted or not listing or now - listed_at[queue] > RELIST_INTERVAL:
+                if relisted and now - listed_at[queue] < self.poll_interval and not listing:
+                    return None
+                await self.queue.io(self.store.promote, queue)
+                listing.clear()
+                listing.extend(await self.queue.io(self.store.ready, queue, 2 * self.concurrency + 10))
+                listed_at[queue] = now
+            while listing:
+                path = listing.popleft()
+                claim = await self.queue.io(self.store.claim, queue, path, self.id)
+                if claim is not None:
+                    return claim
+        return None
+
+    def _start(self, claim: Claim) -> None:
+        task = asyncio.create_task(self._execute(claim), name=f"fsjobs:{claim.job_id}")
+        self._running[task] = claim
+        task.add_done_callback(self._running.pop)
+
+    async def _shutdown(self) -> None:
+        if self._running:
+            logger.info("worker %s: waiting up to %s s for %d running jobs",
+                        self.id, self.grace_period, len(self._running))
+            _, still = await asyncio.wait(list(self._running), timeout=self.grace_period)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still)
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    def _install_signals(self) -> list[signal.Signals]:
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            return []
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
+        return installed
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._stopping:  # a second signal: stop now
+            logger.warning("worker %s: %s again, releasing running jobs", self.id, sig.name)
+            for task in self._running:
+                task.cancel()
+            return
+        logger.info("worker %s: %s, finishing running jobs", self.id, sig.name)
+        self.stop()
+
+    # -- one attempt -------------------------------------------------------------
+
+    async def _execute(self, claim: Claim) -> None:
+        progress = _ProgressWriter(self.queue, claim)
+        try:
+            outcome = await self._attempt(claim, progress)
+        except asyncio.CancelledError:
+            # The worker is stopping: give the job back without using up an attempt.
+            outcome = Outcome(JobStatus.PENDING)
+        await progress.flush()
+        try:
+            await self.queue.io(self.store.finish, claim, outcome)
+        except Exception:
+            logger.exception("worker %s could not record the end of job %s", self.id, claim.job_id)
+            await self.queue.io(self.store.release, claim)
+            return
+        if outcome.status is not JobStatus.PENDING:
+            self.ran += 1
+        signals.finished(self.queue.root, claim.job_id)
+
+    async def _attempt(self, claim: Claim, progress: _ProgressWriter) -> Outcome:
+        job = claim.job
+        assert job is not None
+        if not claim.runnable:
+            return Outcome(
+                JobStatus.FAILED,
+                error=ErrorInfo("WorkerLost", "the worker running its last attempt died"),
+            )
+        try:
+            task = tasks.lookup(job.func, self.allow_import)
+            task.check_kwargs(job.kwargs, uploads=claim.uploads)
+        except (UnknownTask, TypeError) as exc:
+            logger.error("job %s cannot run: %s", claim.job_id, exc)
+            return Outcome(JobStatus.FAILED, error=_error_info(exc))
+        ctx = Context(
+            job_id=claim.job_id,
+            attempt=claim.marker.attempt,
+            max_attempts=claim.marker.max_attempts,
+            queue=claim.queue,
+            uploads=await self.queue.io(self.store.upload_paths, claim),
+            output_dir_factory=functools.partial(self.store.output_dir, claim),
+            progress_sink=progress.write,
+        )
+        kwargs: dict[str, typing.Any] = dict(job.kwargs)
+        if task.context_param is not None:
+            kwargs[task.context_param] = ctx
+        for name, path in ctx.uploads.items():
+            if name in task.signature.parameters and name not in kwargs:
+                kwargs[name] = await self.queue.io(path.read_bytes)
+        timeout = job.effective_timeout if job.effective_timeout is not None else task.timeout
+        logger.debug("job %s attempt %d starting", claim.job_id, claim.marker.attempt)
+        try:
+            if task.is_async:
+                async with asyncio.timeout(timeout):
+                    value = await task.fn(**kwargs)
+            else:
+                value = await self._run_sync(task, kwargs, timeout, ctx)
+        except Retry as exc:
+            return self._retry_or_end(claim, exc, JobStatus.FAILED, exc.delay)
+        except TimeoutError as exc:
+            return self._retry_or_end(claim, exc, JobStatus.TIMED_OUT, None)
+        except Exception as exc:
+            return self._retry_or_end(claim, exc, JobStatus.FAILED, None)
+        try:
+            result = to_json_result(value)
+            size = len(dumps(result))
+        except (TypeError, ValueError, RecursionError) as exc:
+            return Outcome(
+                JobStatus.FAILED,
+                error=ErrorInfo(
+                    "fsjobs.ResultNotSerializable",
+                    f"the task returned {type(value).__name__}, which is not JSON: {exc}",
+                ),
+            )
+        if size > MAX_RESULT_BYTES:
+            return Outcome(
+                JobStatus.FAILED,
+                error=ErrorInfo(
+                    "fsjobs.ResultTooLarge",
+                    f"the result is {size} bytes; the limit is {MAX_RESULT_BYTES}: write "
+                    "large data to ctx.output_dir instead",
+                ),
+            )
+        return Outcome(JobStatus.COMPLETED, result=result)
+
+    async def _run_sync(
+        self,
+        task: tasks.Task[..., typing.Any],
+        kwargs: dict[str, typing.Any],
+        timeout: float | None,
+        ctx: Context,
+    ) -> typing.Any:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._threads, functools.partial(task.fn, **kwargs))
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(future)
+        except (TimeoutError, asyncio.CancelledError):
+            # A thread cannot be killed: tell the task (ctx.cancelled) and keep its
+            # slot, and the job, until the function returns.
+            ctx._cancel_event.set()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(future)
+            raise
+
+    def _retry_or_end(
+        self, claim: Claim, exc: BaseException, final: JobStatus, delay: float | None
+    ) -> Outcome:
+        info = _error_info(exc)
+        marker = claim.marker
+        if marker.attempt < marker.max_attempts:
+            job = claim.job
+            assert job is not None
+            if delay is None:
+                delay = (job.backoff or DEFAULT_BACKOFF).delay(marker.attempt)
+            retry_at = to_ms(self.clock.now()) + int(delay * 1000)
+            logger.info(
+                "job %s attempt %d failed (%s); retrying in %.1f s",
+                claim.job_id, marker.attempt, info.type, delay,
+            )
+            return Outcome(JobStatus.RETRYING, error=info, retry_at_ms=retry_at)
+        logger.warning("job %s %s after %d attempts: %s", claim.job_id, final.value,
+                       marker.attempt, info.message)
+        return Outcome(final, error=info)
+
+
+class _ProgressWriter:
+    """Coalesces progress reports: at most one journal write per interval, the last one kept."""
+
+    def __init__(self, queue: Queue, claim: Claim) -> None:
+        self.queue = queue
+        self.claim = claim
+        self.last_write = -math.inf
+        self.pending: tuple[float | None, str | None] | None = None
+
+    async def write(self, percent: float | None, message: str | None) -> None:
+        self.pending = (percent, message)
+        now = self.queue.clock.monotonic()
+        if now - self.last_write >= PROGRESS_INTERVAL:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.pending is not None:
+            percent, message = self.pending
+            self.pending = None
+            self.last_write = self.queue.clock.monotonic()
+            await self.queue.io(self.queue.store.progress, self.claim, percent, message)
+
