@@ -41,7 +41,9 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def write_new(dir_fd: int, name: str, data: bytes, *, mode: int = FILE_MODE, sync: bool = True) -> None:
+def write_new(
+    dir_fd: int, name: str, data: bytes, *, mode: int = FILE_MODE, sync: bool = True
+) -> None:
     """Create `name` (must not exist), write `data`, fsync. On any error, remove it."""
     fd = os.open(name, O_NEW, mode, dir_fd=dir_fd)
     try:

@@ -63,7 +63,7 @@ class Dirs:
 
     @contextlib.contextmanager
     def open(self, parts: Parts, *, create: bool = False) -> Iterator[int]:
-        """A descriptor of `parts` for the duration of a with-block (FileNotFoundError if absent)."""
+        """A descriptor of `parts` for a with-block; FileNotFoundError if absent."""
         fd = self._walk(parts, create=create)
         try:
             yield fd

@@ -71,8 +71,7 @@ class JobFailed(_StateError):
     def __init__(self, state: JobState, message: str | None = None) -> None:
         if message is None and state.error is not None:
             message = (
-                f"job {state.id} {state.status.value}: "
-                f"{state.error.type}: {state.error.message}"
+                f"job {state.id} {state.status.value}: {state.error.type}: {state.error.message}"
             )
         super().__init__(state, message)
 

@@ -24,9 +24,7 @@ import attrs
 
 from .errors import CorruptRecord, InvalidJob
 
-JSON: typing.TypeAlias = (
-    dict[str, "JSON"] | list["JSON"] | str | int | float | bool | None
-)
+JSON: typing.TypeAlias = dict[str, "JSON"] | list["JSON"] | str | int | float | bool | None
 MAX_LINE = 2 * 1024 * 1024  # the first record carries the spec, kwargs <= 1 MiB
 _PREFIX = b'{"crc":"'
 _PREFIX_LEN = len(_PREFIX) + 8 + 2  # {"crc":"xxxxxxxx",
@@ -173,7 +171,7 @@ def decode(line: bytes) -> Record:
         value = loads(body)
         if not isinstance(value, dict):
             raise TypeError("not an object")
-        kind = RecordType(value.pop("type"))
+        kind = RecordType(str(value.pop("type")))
         at = value.pop("at")
         if not isinstance(at, str):
             raise TypeError("'at' is not a string")

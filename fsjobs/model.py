@@ -80,7 +80,7 @@ class Limit:
     value: float = attrs.field()
 
     @value.validator
-    def _check_value(self, _: object, value: float) -> None:
+    def _check_value(self, _: object, value: object) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise InvalidJob(f"limit value must be a positive number, not {value!r}")
         if not math.isfinite(value):
@@ -151,11 +151,11 @@ def _check_timeout(_: object, __: object, value: float | None) -> None:
 
 
 def _check_unique_key(_: object, __: object, value: str | None) -> None:
-    if value is not None and (not isinstance(value, str) or not value or len(value) > 4096):
+    if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 4096):  # type: ignore[redundant-expr]
         raise InvalidJob("unique_key must be a non-empty string of at most 4096 characters")
 
 
-def _check_kwargs(_: object, __: object, value: dict[str, JSON]) -> None:
+def _check_kwargs(_: object, __: object, value: object) -> None:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise InvalidJob("kwargs must be a dict with str keys")
     check_json("kwargs", value, MAX_KWARGS_BYTES)
@@ -210,7 +210,10 @@ class Job:
 
     @classmethod
     def from_func(
-        cls, fn: Callable[..., typing.Any], kwargs: Mapping[str, JSON] | None = None, **options: typing.Any
+        cls,
+        fn: Callable[..., typing.Any],
+        kwargs: Mapping[str, JSON] | None = None,
+        **options: typing.Any,
     ) -> Job:
         """
         A job for `fn`: a task made with ``@queue.task`` (its options are the
@@ -337,7 +340,7 @@ def spec_of(job: Job, queue: str, created_at: dt.datetime) -> dict[str, JSON]:
         "unique_key": job.unique_key,
         "limits": [{"type": x.type.value, "value": x.value} for x in job.limits],
         "backoff": None if job.backoff is None else converter.unstructure(job.backoff),
-        "uploads": sorted(job.uploads),
+        "uploads": list[JSON](sorted(job.uploads)),
     }
 
 

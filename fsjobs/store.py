@@ -410,7 +410,11 @@ class Store:
                 data = journal.loads(_durable.read_file(key_fd, gen, 64 * 1024))
                 if isinstance(data, dict):
                     owner, staging = data.get("id"), data.get("staging")
-                    if isinstance(owner, str) and _ids.is_job_id(owner) and isinstance(staging, str):
+                    if (
+                        isinstance(owner, str)
+                        and _ids.is_job_id(owner)
+                        and isinstance(staging, str)
+                    ):
                         return owner, staging
                 logger.warning("unique-key generation %s is malformed; treating it as free", gen)
                 return None
@@ -548,14 +552,18 @@ class Store:
         except (CorruptRecord, InvalidJob, KeyError, TypeError, ValueError) as exc:
             self.finish(
                 claim,
-                Outcome(JobStatus.CORRUPT, error=ErrorInfo("CorruptJob", f"job files unusable: {exc}")),
+                Outcome(
+                    JobStatus.CORRUPT, error=ErrorInfo("CorruptJob", f"job files unusable: {exc}")
+                ),
             )
             return None
         return claim
 
     def _open_segment(self, job_id: str, epoch: int) -> int:
         with self.dirs.open(self._job_parts(job_id, _names.JOURNAL)) as jfd:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            flags = (
+                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            )
             return os.open(_segment_name(epoch), flags, _durable.FILE_MODE, dir_fd=jfd)
 
     def _append(self, claim: Claim, record: Record, *, sync: bool = True) -> int:
@@ -666,7 +674,9 @@ class Store:
             data["result"] = result
             return
         epoch = f"{claim.marker.epoch:06d}"
-        with self.dirs.open(self._job_parts(claim.job_id, _names.ATTEMPTS, epoch), create=True) as fd:
+        with self.dirs.open(
+            self._job_parts(claim.job_id, _names.ATTEMPTS, epoch), create=True
+        ) as fd:
             _durable.write_new(fd, "result.json", encoded, sync=self.durable)
             if self.durable:
                 _durable.fsync_dir(fd)
@@ -868,8 +878,9 @@ class Store:
         try:
             with self.dirs.open(self._job_parts(job_id, _names.JOURNAL)) as jfd:
                 epochs = sorted(
-                    int(n[:6]) for n in _durable.listdir(jfd) if len(n) == 12 and n[:6].isdigit()
-                    and n.endswith(".jsonl")
+                    int(n[:6])
+                    for n in _durable.listdir(jfd)
+                    if len(n) == 12 and n[:6].isdigit() and n.endswith(".jsonl")
                 )
                 out = []
                 for epoch in epochs:
@@ -879,7 +890,9 @@ class Store:
         except FileNotFoundError:
             return []
 
-    def _locate(self, job_id: str, queue: str, segments: list[tuple[int, journal.ReadResult]]) -> _Location | None:
+    def _locate(
+        self, job_id: str, queue: str, segments: list[tuple[int, journal.ReadResult]]
+    ) -> _Location | None:
         """Where the job's marker is now: first where the journal says, then the likely places."""
         for _, seg in reversed(segments):
             named = next((r for r in reversed(seg.records) if "marker" in r.data), None)
@@ -904,7 +917,11 @@ class Store:
         try:
             if where == _names.RUNNING:
                 marker, worker = Marker.parse_running(parts[-1])
-                return _Location(where, marker, worker) if self._exists(parts[:-1], parts[-1]) else None
+                return (
+                    _Location(where, marker, worker)
+                    if self._exists(parts[:-1], parts[-1])
+                    else None
+                )
             if where in (_names.WAITING, _names.PENDING):
                 marker = Marker.parse(parts[-1])
                 if marker.job_id != job_id:
@@ -951,7 +968,11 @@ class Store:
             if segments and segments[0][0] == 0 and segments[0][1].records:
                 spec = segments[0][1].records[0].data.get("spec")
                 queue = spec.get("queue") if isinstance(spec, dict) else None
-                if isinstance(queue, str) and _names.NAME_RE.match(queue):
+                if (
+                    isinstance(spec, dict)
+                    and isinstance(queue, str)
+                    and _names.NAME_RE.match(queue)
+                ):
                     location = self._locate(job_id, queue, segments)
                     if location is None and tries >= 2 and self.clock.monotonic() >= deadline:
                         location = self._scan_live(job_id, queue)
@@ -987,7 +1008,9 @@ class Store:
             fold.add(epoch, seg.records)
         attempts = marker.attempt if marker is not None else fold.attempts
         max_attempts = (
-            marker.max_attempts if marker is not None else fold.max_attempts or _int(spec, "max_attempts", 1)
+            marker.max_attempts
+            if marker is not None
+            else fold.max_attempts or _int(spec, "max_attempts", 1)
         )
         result: JSON = None
         if status is JobStatus.COMPLETED and fold.terminal is not None:
@@ -1108,7 +1131,9 @@ class _Fold:
                 err = r.data.get("error")
                 if isinstance(err, dict):
                     self.error = ErrorInfo(
-                        str(err.get("type", "")), str(err.get("message", "")), str(err.get("traceback", ""))
+                        str(err.get("type", "")),
+                        str(err.get("message", "")),
+                        str(err.get("traceback", "")),
                     )
                 elif r.type is RecordType.COMPLETED:
                     self.error = None

@@ -51,7 +51,7 @@ class Task(typing.Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self.context_param = _find_context_param(fn)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
         Job(func=self.task_name, **self.job_defaults)  # refuse bad defaults now, not at push
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -123,7 +123,8 @@ def lookup(name: str, allow_import: typing.Sequence[str] = ()) -> Task[..., typi
     if task is None:
         raise UnknownTask(
             f"no task named {name!r} is registered in this worker: import the module that "
-            "defines it (fsjobs worker myapp.tasks), or route the job to a queue whose workers know it"
+            "defines it (fsjobs worker myapp.tasks), or route the job to a queue whose "
+            "workers know it"
         )
     return task
 
@@ -161,4 +162,3 @@ def make_task_decorator(
         return task
 
     return decorate
-

@@ -41,7 +41,11 @@ PROGRESS_INTERVAL = 0.5
 
 def _error_info(exc: BaseException) -> ErrorInfo:
     kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
     return ErrorInfo(name, str(exc), "".join(traceback.format_exception(exc)))
 
 
@@ -115,7 +119,9 @@ class Worker:
 
     # -- the loop -----------------------------------------------------------------
 
-    async def _serve(self, *, until_empty: bool, wait_scheduled: bool, max_wait: float | None) -> None:
+    async def _serve(
+        self, *, until_empty: bool, wait_scheduled: bool, max_wait: float | None
+    ) -> None:
         self._stopping = False
         self._waker = waker = _Waker()
         signals.on_push(self.queue.root, waker)
@@ -209,7 +215,9 @@ class Worker:
                     return None
                 await self.queue.io(self.store.promote, queue)
                 listing.clear()
-                listing.extend(await self.queue.io(self.store.ready, queue, 2 * self.concurrency + 10))
+                listing.extend(
+                    await self.queue.io(self.store.ready, queue, 2 * self.concurrency + 10)
+                )
                 listed_at[queue] = now
             while listing:
                 path = listing.popleft()
@@ -225,8 +233,12 @@ class Worker:
 
     async def _shutdown(self) -> None:
         if self._running:
-            logger.info("worker %s: waiting up to %s s for %d running jobs",
-                        self.id, self.grace_period, len(self._running))
+            logger.info(
+                "worker %s: waiting up to %s s for %d running jobs",
+                self.id,
+                self.grace_period,
+                len(self._running),
+            )
             _, still = await asyncio.wait(list(self._running), timeout=self.grace_period)
             for task in still:
                 task.cancel()
@@ -374,11 +386,19 @@ class Worker:
             retry_at = to_ms(self.clock.now()) + int(delay * 1000)
             logger.info(
                 "job %s attempt %d failed (%s); retrying in %.1f s",
-                claim.job_id, marker.attempt, info.type, delay,
+                claim.job_id,
+                marker.attempt,
+                info.type,
+                delay,
             )
             return Outcome(JobStatus.RETRYING, error=info, retry_at_ms=retry_at)
-        logger.warning("job %s %s after %d attempts: %s", claim.job_id, final.value,
-                       marker.attempt, info.message)
+        logger.warning(
+            "job %s %s after %d attempts: %s",
+            claim.job_id,
+            final.value,
+            marker.attempt,
+            info.message,
+        )
         return Outcome(final, error=info)
 
 
@@ -403,4 +423,3 @@ class _ProgressWriter:
             self.pending = None
             self.last_write = self.queue.clock.monotonic()
             await self.queue.io(self.queue.store.progress, self.claim, percent, message)
-

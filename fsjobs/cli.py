@@ -1,0 +1,213 @@
+"""
+The ``fsjobs`` command line (also ``python -m fsjobs``).
+
+The root comes from ``--root`` or ``FSJOBS_ROOT``. Read commands take
+``--json``. Errors are one line on stderr, never a traceback.
+
+Exit codes:
+  0  success
+  1  the operation failed (an fsjobs error: bad input, unusable directory, ...)
+  2  usage error (bad arguments)
+  3  no such job
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import importlib
+import json
+import logging
+import os
+import sys
+import typing
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import FsJobsError, JobNotFound
+from .journal import loads
+from .model import Job, JobState, JobStatus, converter
+from .queue import Queue
+from .worker import Worker
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fsjobs",
+        description="Background jobs in a directory of plain files.",
+        epilog="exit codes: 0 success, 1 operation failed, 2 usage error, 3 no such job",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fsjobs {__version__}")
+    parser.add_argument(
+        "--root",
+        default=os.environ.get("FSJOBS_ROOT"),
+        help="queue root directory (default: $FSJOBS_ROOT)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("worker", help="run a worker for the tasks defined in MODULE...")
+    p.add_argument("modules", nargs="+", metavar="MODULE", help="modules that define tasks")
+    p.add_argument("--queues", default="default", help="comma-separated queue names")
+    p.add_argument("--concurrency", type=int, default=10)
+    p.add_argument("--until-empty", action="store_true", help="exit when no job is due")
+    p.add_argument(
+        "--allow-import",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="also import task modules named in jobs that start with PREFIX",
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+
+    p = sub.add_parser("push", help="push a job for TASK")
+    p.add_argument("task", help="the task name, e.g. myapp.tasks.resize")
+    p.add_argument("--kwargs", default="{}", help="keyword arguments as a JSON object")
+    p.add_argument("--queue", default="default")
+    p.add_argument("--priority", type=int, default=0, help="lower runs first")
+    p.add_argument("--at", help="scheduled time, ISO 8601 with a timezone")
+    p.add_argument("--unique-key")
+    p.add_argument("--max-attempts", type=int, default=1)
+    p.add_argument("--timeout", type=float)
+
+    p = sub.add_parser("show", help="show one job")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("ls", help="list jobs, newest first")
+    p.add_argument("--status", choices=[s.value for s in JobStatus])
+    p.add_argument("--queue", default="*", help="a queue name, or * for all (default)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("stats", help="jobs per queue and status")
+    p.add_argument("--json", action="store_true")
+
+    sub.add_parser("demo", help="run a demo on a temporary directory")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        from ._demo import main as demo
+
+        return demo()
+    if not args.root:
+        print("fsjobs: no queue root: pass --root DIR or set FSJOBS_ROOT", file=sys.stderr)
+        return EXIT_USAGE
+    handler = _COMMANDS[args.command]
+    try:
+        return asyncio.run(handler(args))
+    except JobNotFound as exc:
+        print(f"fsjobs: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except (FsJobsError, ValueError, TypeError, OSError) as exc:
+        print(f"fsjobs: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _worker(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    sys.path.insert(0, os.getcwd())
+    for module in args.modules:
+        importlib.import_module(module)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    queue = Queue(args.root, queues[0])
+    worker = Worker(queue, queues, args.concurrency, allow_import=args.allow_import)
+    if args.until_empty:
+        ran = await worker.run_until_empty()
+        print(f"ran {ran} jobs")
+    else:
+        await worker.run()
+    return EXIT_OK
+
+
+async def _push(args: argparse.Namespace) -> int:
+    kwargs = loads(args.kwargs)
+    if not isinstance(kwargs, dict):
+        raise ValueError("--kwargs must be a JSON object")
+    at = None if args.at is None else dt.datetime.fromisoformat(args.at)
+    job = Job(
+        func=args.task,
+        kwargs=kwargs,
+        priority=args.priority,
+        scheduled_at=at,
+        unique_key=args.unique_key,
+        max_attempts=args.max_attempts,
+        timeout=args.timeout,
+    )
+    print(await Queue(args.root, args.queue).push(job))
+    return EXIT_OK
+
+
+def _state_dict(state: JobState) -> dict[str, typing.Any]:
+    data: dict[str, typing.Any] = converter.unstructure(state)
+    data["duration"] = state.duration
+    data["is_done"] = state.is_done
+    return data
+
+
+def _printable(text: str) -> str:
+    """Escape control characters so job data cannot drive the terminal."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+async def _show(args: argparse.Namespace) -> int:
+    state = await Queue(args.root).get(args.job_id)
+    if args.json:
+        print(json.dumps(_state_dict(state), indent=2))
+        return EXIT_OK
+    for key, value in _state_dict(state).items():
+        if value is None or value == () or value == []:
+            continue
+        if key == "error":
+            value = f"{value['type']}: {value['message']}"
+        text = value if isinstance(value, str) else json.dumps(value)
+        print(f"{key:>16}: {_printable(text)}")
+    return EXIT_OK
+
+
+async def _ls(args: argparse.Namespace) -> int:
+    states = await Queue(args.root).list_jobs(args.status, args.limit, queue=args.queue)
+    if args.json:
+        print(json.dumps([_state_dict(s) for s in states], indent=2))
+        return EXIT_OK
+    for s in states:
+        print(
+            f"{s.id}  {s.queue:<12} {s.status.value:<10} {s.attempts}/{s.max_attempts}  "
+            f"{_printable(s.func)}"
+        )
+    return EXIT_OK
+
+
+async def _stats(args: argparse.Namespace) -> int:
+    queue = Queue(args.root)
+    result: dict[str, dict[str, int]] = {}
+    for name in await queue.io(queue.store.queues):
+        counts = await queue.counts(queue=name)
+        result[name] = {status.value: n for status, n in counts.items() if n}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return EXIT_OK
+    for name, counts in result.items():
+        summary = "  ".join(f"{k}={v}" for k, v in counts.items()) or "empty"
+        print(f"{name}: {summary}")
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, typing.Callable[[argparse.Namespace], typing.Awaitable[int]]] = {
+    "worker": _worker,
+    "push": _push,
+    "show": _show,
+    "ls": _ls,
+    "stats": _stats,
+}
