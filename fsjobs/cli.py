@@ -193,18 +193,18 @@ async def _stats(args: argparse.Namespace) -> int:
     queue = Queue(args.root)
     result: dict[str, dict[str, int]] = {}
     for name in await queue.io(queue.store.queues):
-        counts = await queue.counts(queue=name)
-        result[name] = {status.value: n for status, n in counts.items() if n}
+        per_status = await queue.counts(queue=name)
+        result[name] = {status.value: n for status, n in per_status.items() if n}
     if args.json:
         print(json.dumps(result, indent=2))
         return EXIT_OK
-    for name, counts in result.items():
-        summary = "  ".join(f"{k}={v}" for k, v in counts.items()) or "empty"
+    for name, nonzero in result.items():
+        summary = "  ".join(f"{k}={v}" for k, v in nonzero.items()) or "empty"
         print(f"{name}: {summary}")
     return EXIT_OK
 
 
-_COMMANDS: dict[str, typing.Callable[[argparse.Namespace], typing.Awaitable[int]]] = {
+_COMMANDS: dict[str, typing.Callable[[argparse.Namespace], typing.Coroutine[None, None, int]]] = {
     "worker": _worker,
     "push": _push,
     "show": _show,

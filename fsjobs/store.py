@@ -527,62 +527,50 @@ class Store:
         )
         run_parts = self._qdir(queue, _names.RUNNING)
         run_name = new.running_name(worker)
-        if not self._move(parts[:-1], parts[-1], run_parts, run_name, mine=True):
+        if not self._move(parts[:-1], parts[-1], run_parts, run_name, mine=True, sync=False):
             return None
-        now = self.clock.now()
+        claim = Claim(queue, new, worker, None, -1, self.clock.now(), runnable)
         try:
-            seg_fd = self._open_segment(new.job_id, new.epoch)
-        except (OSError, StoreError) as exc:
-            self._quarantine_running(queue, new, worker, f"cannot open journal segment: {exc}")
-            return None
-        claim = Claim(queue, new, worker, None, seg_fd, now, runnable)
-        try:
-            self._append(
-                claim,
-                _now_record(
+            with self.dirs.open(self._job_parts(new.job_id, _names.JOURNAL)) as jfd:
+                claim.segment_fd = _open_segment_at(jfd, new.epoch)
+                record = _now_record(
                     RecordType.CLAIMED,
-                    now,
+                    claim.started_at,
                     worker=worker,
                     attempt=new.attempt,
                     marker=self._path(run_parts, run_name),
-                ),
-                sync=False,
-            )
-            claim.job, claim.uploads = self._read_spec(new.job_id)
-        except (CorruptRecord, InvalidJob, KeyError, TypeError, ValueError) as exc:
-            self.finish(
-                claim,
-                Outcome(
-                    JobStatus.CORRUPT, error=ErrorInfo("CorruptJob", f"job files unusable: {exc}")
-                ),
-            )
+                )
+                self._append(claim, record, sync=False)
+                claim.job, claim.uploads = _read_spec(jfd, new.job_id)
+        except _CORRUPTION as exc:
+            self._abandon(claim, JobStatus.CORRUPT, f"job files unusable: {exc}")
             return None
+        except OSError as exc:
+            self._abandon(claim, JobStatus.PENDING, f"I/O error after claiming: {exc}")
+            raise
         return claim
 
-    def _open_segment(self, job_id: str, epoch: int) -> int:
-        with self.dirs.open(self._job_parts(job_id, _names.JOURNAL)) as jfd:
-            flags = (
-                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            )
-            return os.open(_segment_name(epoch), flags, _durable.FILE_MODE, dir_fd=jfd)
+    def _abandon(self, claim: Claim, status: JobStatus, reason: str) -> None:
+        """After a won claim went wrong: quarantine the job (bad files) or put it back."""
+        logger.error("job %s: %s", claim.job_id, reason)
+        if claim.segment_fd >= 0:
+            self.finish(claim, Outcome(status, error=ErrorInfo("CorruptJob", reason)))
+            return
+        # No segment of our own to record in: move the marker only.
+        claim.closed = True
+        marker = claim.marker
+        running = self._qdir(claim.queue, _names.RUNNING)
+        if status is JobStatus.CORRUPT:
+            dst = self._final_parts(claim.queue, status, marker.job_id), marker.job_id
+        else:
+            back = attrs.evolve(marker, attempt=marker.attempt - 1)
+            dst = self._marker_parts(claim.queue, _names.PENDING, back), back.name
+        self._move(running, marker.running_name(claim.worker), *dst)
 
     def _append(self, claim: Claim, record: Record, *, sync: bool = True) -> int:
         line = journal.encode(record)
         _durable.append(claim.segment_fd, line, sync=sync and self.durable)
         return len(line)
-
-    def _read_spec(self, job_id: str) -> tuple[Job, tuple[str, ...]]:
-        """The job and its upload names, from the first record of segment 0."""
-        records = self._read_segment(job_id, 0).records
-        if not records or records[0].type is not RecordType.PUSHED:
-            raise CorruptRecord(f"job {job_id} has no 'pushed' record")
-        spec = records[0].data.get("spec")
-        if not isinstance(spec, dict):
-            raise CorruptRecord(f"job {job_id}: 'spec' is not an object")
-        uploads = spec.get("uploads") or []
-        if not isinstance(uploads, list):
-            raise CorruptRecord(f"job {job_id}: 'uploads' is not a list")
-        return job_from_spec(spec), tuple(_names.check_name("upload", u) for u in uploads)
 
     def upload_paths(self, claim: Claim) -> dict[str, pathlib.Path]:
         """Paths of the claimed job's upload blobs (checked to be regular files)."""
@@ -687,17 +675,15 @@ class Store:
             claim.closed = True
             os.close(claim.segment_fd)
 
-    def _quarantine_running(self, queue: str, marker: Marker, worker: str, reason: str) -> None:
-        logger.error("quarantining job %s: %s", marker.job_id, reason)
-        self._move(
-            self._qdir(queue, _names.RUNNING),
-            marker.running_name(worker),
-            self._final_parts(queue, JobStatus.CORRUPT, marker.job_id),
-            marker.job_id,
-        )
-
     def _move(
-        self, src_parts: Parts, src: str, dst_parts: Parts, dst: str, *, mine: bool = False
+        self,
+        src_parts: Parts,
+        src: str,
+        dst_parts: Parts,
+        dst: str,
+        *,
+        mine: bool = False,
+        sync: bool = True,
     ) -> bool:
         """
         ``rename`` one marker; True if this call won. Missing target directories
@@ -705,6 +691,8 @@ class Store:
         vanished source means someone else won, unless an NFS retransmission
         reports our own success: when the target name is `mine` (it carries this
         actor's token, so no one else can create it) its existence proves that.
+        `sync` fsyncs the target directory: needed for acknowledged transitions
+        only (a claim, promotion or rescue lost in a crash is simply redone).
         """
         try:
             with self.dirs.open(src_parts) as src_fd:
@@ -712,7 +700,7 @@ class Store:
                     try:
                         with self.dirs.open(dst_parts, create=True) as dst_fd:
                             os.rename(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
-                            if self.durable:
+                            if sync and self.durable:
                                 _durable.fsync_dir(dst_fd)
                         return True
                     except FileNotFoundError:
@@ -765,7 +753,8 @@ class Store:
                 continue
             if marker.ready_ms > now_ms:
                 continue
-            if self._move(parts, name, self._marker_parts(queue, _names.PENDING, marker), name):
+            pending = self._marker_parts(queue, _names.PENDING, marker)
+            if self._move(parts, name, pending, name, sync=False):
                 moved += 1
         self._rmdir_empty(parts)
         return moved
@@ -844,13 +833,13 @@ class Store:
     def _rescue_one(self, queue: str, marker: Marker, worker: str, me: str) -> bool:
         new = attrs.evolve(marker, epoch=marker.epoch + 1)
         dst_parts = self._marker_parts(queue, _names.PENDING, new)
-        if not self._move(
-            self._qdir(queue, _names.RUNNING), marker.running_name(worker), dst_parts, new.name
-        ):
+        running = self._qdir(queue, _names.RUNNING)
+        if not self._move(running, marker.running_name(worker), dst_parts, new.name, sync=False):
             return False
         logger.warning("rescued job %s from dead worker %s", marker.job_id, worker)
         try:
-            fd = self._open_segment(new.job_id, new.epoch)
+            with self.dirs.open(self._job_parts(new.job_id, _names.JOURNAL)) as jfd:
+                fd = _open_segment_at(jfd, new.epoch)
         except OSError:
             return True  # the marker moved; the record is history only
         try:
@@ -868,11 +857,6 @@ class Store:
         return True
 
     # -- reading ----------------------------------------------------------------
-
-    def _read_segment(self, job_id: str, epoch: int) -> journal.ReadResult:
-        with self.dirs.open(self._job_parts(job_id, _names.JOURNAL)) as jfd:
-            data = _durable.read_file(jfd, _segment_name(epoch), 64 * 1024 * 1024)
-        return journal.parse(data)
 
     def _segments(self, job_id: str) -> list[tuple[int, journal.ReadResult]]:
         try:
@@ -1092,6 +1076,39 @@ class Store:
                     continue
                 out[JobStatus.SCHEDULED if first else JobStatus.RETRYING] += 1
         return out
+
+
+#: Errors that mean a job's own files are unusable: quarantine it, never crash.
+_CORRUPTION = (
+    CorruptRecord,
+    InvalidJob,
+    StoreError,
+    FileNotFoundError,
+    KeyError,
+    TypeError,
+    ValueError,
+)
+
+
+def _open_segment_at(journal_fd: int, epoch: int) -> int:
+    """Create the segment of a new epoch: O_EXCL, so only the epoch's winner can."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(_segment_name(epoch), flags, _durable.FILE_MODE, dir_fd=journal_fd)
+
+
+def _read_spec(journal_fd: int, job_id: str) -> tuple[Job, tuple[str, ...]]:
+    """The job and its upload names, from the first record of segment 0."""
+    data = _durable.read_file(journal_fd, _segment_name(0), journal.MAX_LINE * 2)
+    records = journal.parse(data).records
+    if not records or records[0].type is not RecordType.PUSHED:
+        raise CorruptRecord(f"job {job_id} has no 'pushed' record")
+    spec = records[0].data.get("spec")
+    if not isinstance(spec, dict):
+        raise CorruptRecord(f"job {job_id}: 'spec' is not an object")
+    uploads = spec.get("uploads") or []
+    if not isinstance(uploads, list):
+        raise CorruptRecord(f"job {job_id}: 'uploads' is not a list")
+    return job_from_spec(spec), tuple(_names.check_name("upload", u) for u in uploads)
 
 
 def _int(spec: dict[str, JSON], key: str, default: int) -> int:
