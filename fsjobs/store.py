@@ -555,17 +555,17 @@ class Store:
         logger.error("job %s: %s", claim.job_id, reason)
         if claim.segment_fd >= 0:
             self.finish(claim, Outcome(status, error=ErrorInfo("CorruptJob", reason)))
-            return
-        # No segment of our own to record in: move the marker only.
-        claim.closed = True
-        marker = claim.marker
-        running = self._qdir(claim.queue, _names.RUNNING)
-        if status is JobStatus.CORRUPT:
-            dst = self._final_parts(claim.queue, status, marker.job_id), marker.job_id
+        elif status is JobStatus.CORRUPT:  # no segment of ours to record in: move only
+            claim.closed = True
+            self._move(
+                self._qdir(claim.queue, _names.RUNNING),
+                claim.marker.running_name(claim.worker),
+                self._final_parts(claim.queue, status, claim.job_id),
+                claim.job_id,
+            )
         else:
-            back = attrs.evolve(marker, attempt=marker.attempt - 1)
-            dst = self._marker_parts(claim.queue, _names.PENDING, back), back.name
-        self._move(running, marker.running_name(claim.worker), *dst)
+            claim.closed = True
+            self._put_back(claim)
 
     def _append(self, claim: Claim, record: Record, *, sync: bool = True) -> int:
         line = journal.encode(record)
@@ -607,13 +607,32 @@ class Store:
         """
         Record the outcome in the claim's own segment, then publish it with one
         rename. False if the claim was fenced (rescued while we ran): then nothing
-        is published and the result is discarded.
+        is published and the result is discarded. If the outcome cannot be
+        recorded (a full disk, an I/O error), the job goes back to pending, its
+        attempt given back, and the error is raised.
         """
         if claim.closed:
             return False
-        now = self.clock.now()
-        marker = claim.marker
-        queue = claim.queue
+        try:
+            dst_parts, dst_name, record = self._finish_record(claim, outcome)
+            self._append(claim, record)
+            running = self._qdir(claim.queue, _names.RUNNING)
+            won = self._move(running, claim.marker.running_name(claim.worker), dst_parts, dst_name)
+        except BaseException:
+            self.release(claim)
+            self._put_back(claim)
+            raise
+        self.release(claim)
+        if not won:
+            logger.warning(
+                "job %s was rescued while it ran (fenced): its outcome is discarded",
+                claim.job_id,
+            )
+        return won
+
+    def _finish_record(self, claim: Claim, outcome: Outcome) -> tuple[Parts, str, Record]:
+        """Where the marker goes for `outcome`, and the terminal record that says so."""
+        marker, queue, status = claim.marker, claim.queue, outcome.status
         data: dict[str, JSON] = {"attempt": marker.attempt}
         if outcome.error is not None:
             data["error"] = {
@@ -621,7 +640,6 @@ class Store:
                 "message": outcome.error.message,
                 "traceback": outcome.error.traceback,
             }
-        status = outcome.status
         if status is JobStatus.RETRYING:
             assert outcome.retry_at_ms is not None
             target = attrs.evolve(marker, ready_ms=outcome.retry_at_ms)
@@ -641,18 +659,20 @@ class Store:
             if status is JobStatus.COMPLETED:
                 self._store_result(claim, outcome.result, data)
         data["marker"] = self._path(dst_parts, dst_name)
-        src_parts = self._qdir(queue, _names.RUNNING)
+        return dst_parts, dst_name, _now_record(kind, self.clock.now(), **data)
+
+    def _put_back(self, claim: Claim) -> None:
+        """Rename a claim's marker back to pending, the attempt given back (best effort)."""
+        back = attrs.evolve(claim.marker, attempt=claim.marker.attempt - 1)
         try:
-            self._append(claim, _now_record(kind, now, **data))
-            won = self._move(src_parts, marker.running_name(claim.worker), dst_parts, dst_name)
-        finally:
-            self.release(claim)
-        if not won:
-            logger.warning(
-                "job %s was rescued while it ran (fenced): its outcome is discarded",
-                marker.job_id,
+            self._move(
+                self._qdir(claim.queue, _names.RUNNING),
+                claim.marker.running_name(claim.worker),
+                self._marker_parts(claim.queue, _names.PENDING, back),
+                back.name,
             )
-        return won
+        except OSError:
+            logger.exception("job %s: could not put it back; rescue will", claim.job_id)
 
     def _store_result(self, claim: Claim, result: JSON, data: dict[str, JSON]) -> None:
         encoded = journal.dumps(result).encode()

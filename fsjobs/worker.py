@@ -28,7 +28,7 @@ from .context import Context
 from .errors import Retry, UnknownTask
 from .journal import dumps
 from .model import DEFAULT_BACKOFF, MAX_RESULT_BYTES, ErrorInfo, JobStatus, to_json_result
-from .queue import Queue, _Waker, signals
+from .queue import Queue, _Waker, io_pool, signals
 from .store import Claim, Outcome
 
 logger = logging.getLogger(__name__)
@@ -84,9 +84,7 @@ class Worker:
         self.grace_period = grace_period
         self.allow_import = tuple(allow_import)
         self.handle_signals = handle_signals
-        self._threads = concurrent.futures.ThreadPoolExecutor(
-            max_workers=concurrency, thread_name_prefix=f"fsjobs-task-{self.id}"
-        )
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._running: dict[asyncio.Task[None], Claim] = {}
         self._stopping = False
         self._waker: _Waker | None = None
@@ -123,6 +121,9 @@ class Worker:
         self, *, until_empty: bool, wait_scheduled: bool, max_wait: float | None
     ) -> None:
         self._stopping = False
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.concurrency, thread_name_prefix=f"fsjobs-task-{self.id}"
+        )
         self._waker = waker = _Waker()
         signals.on_push(self.queue.root, waker)
         lock_fd = await self.queue.io(self.store.register_worker, self.id)
@@ -220,11 +221,26 @@ class Worker:
                 )
                 listed_at[queue] = now
             while listing:
-                path = listing.popleft()
-                claim = await self.queue.io(self.store.claim, queue, path, self.id)
+                claim = await self._claim(queue, listing.popleft())
                 if claim is not None:
                     return claim
         return None
+
+    async def _claim(self, queue: str, path: str) -> Claim | None:
+        """One claim hop. If we are cancelled meanwhile, a claim that was won is given back."""
+        hop = asyncio.ensure_future(self.queue.io(self.store.claim, queue, path, self.id))
+        try:
+            return await asyncio.shield(hop)
+        except asyncio.CancelledError:
+            hop.add_done_callback(self._give_back)
+            raise
+
+    def _give_back(self, hop: asyncio.Future[Claim | None]) -> None:
+        if hop.cancelled() or hop.exception() is not None or hop.result() is None:
+            return
+        claim = hop.result()
+        assert claim is not None
+        io_pool().submit(self.store.finish, claim, Outcome(JobStatus.PENDING))
 
     def _start(self, claim: Claim) -> None:
         task = asyncio.create_task(self._execute(claim), name=f"fsjobs:{claim.job_id}")
@@ -244,7 +260,9 @@ class Worker:
                 task.cancel()
             if still:
                 await asyncio.wait(still)
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
 
     def _install_signals(self) -> list[signal.Signals]:
         if not self.handle_signals or threading.current_thread() is not threading.main_thread():
@@ -280,9 +298,8 @@ class Worker:
         await progress.flush()
         try:
             await self.queue.io(self.store.finish, claim, outcome)
-        except Exception:
+        except Exception:  # the store has put the job back in pending
             logger.exception("worker %s could not record the end of job %s", self.id, claim.job_id)
-            await self.queue.io(self.store.release, claim)
             return
         if outcome.status is not JobStatus.PENDING:
             self.ran += 1
@@ -361,6 +378,7 @@ class Worker:
         ctx: Context,
     ) -> typing.Any:
         loop = asyncio.get_running_loop()
+        assert self._threads is not None
         future = loop.run_in_executor(self._threads, functools.partial(task.fn, **kwargs))
         try:
             async with asyncio.timeout(timeout):
