@@ -1,0 +1,131 @@
+"""The real `fsjobs` command line, run as a subprocess against a real root."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+TASKS = textwrap.dedent(
+    """
+    import os
+    import fsjobs
+
+    queue = fsjobs.Queue(os.environ["FSJOBS_ROOT"])
+
+    @queue.task(name="clitasks.add")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @queue.task(name="clitasks.fail")
+    def fail() -> None:
+        raise ValueError("nope\\x1b[31m")
+    """
+)
+
+
+def fsjobs(root: pathlib.Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fsjobs", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def cli_env(
+    root: pathlib.Path, tmp_path: pathlib.Path, subprocess_env: dict[str, str]
+) -> dict[str, str]:
+    (tmp_path / "clitasks.py").write_text(TASKS)
+    env = dict(subprocess_env, FSJOBS_ROOT=str(root))
+    env["PYTHONPATH"] = f"{tmp_path}:{env['PYTHONPATH']}"
+    return env
+
+
+def test_push_work_show_ls_stats(root: pathlib.Path, cli_env: dict[str, str]) -> None:
+    """Jobs pushed from the shell run in a CLI worker and are visible to show, ls and stats."""
+    pushed = fsjobs(root, "push", "clitasks.add", "--kwargs", '{"a": 2, "b": 3}', env=cli_env)
+    assert pushed.returncode == 0, pushed.stderr
+    job_id = pushed.stdout.strip()
+    failing = fsjobs(root, "push", "clitasks.fail", env=cli_env).stdout.strip()
+
+    shown = json.loads(fsjobs(root, "show", job_id, "--json", env=cli_env).stdout)
+    assert shown["status"] == "pending"
+
+    worked = fsjobs(root, "worker", "clitasks", "--until-empty", env=cli_env)
+    assert worked.returncode == 0, worked.stderr
+    assert "ran 2 jobs" in worked.stdout
+
+    shown = json.loads(fsjobs(root, "show", job_id, "--json", env=cli_env).stdout)
+    assert (shown["status"], shown["result"], shown["attempts"]) == ("completed", 5, 1)
+
+    text = fsjobs(root, "show", failing, env=cli_env).stdout
+    assert "ValueError" in text
+    assert "\x1b" not in text, "control characters from job data must be escaped"
+
+    listed = json.loads(fsjobs(root, "ls", "--status", "failed", "--json", env=cli_env).stdout)
+    assert [s["id"] for s in listed] == [failing]
+
+    stats = json.loads(fsjobs(root, "stats", "--json", env=cli_env).stdout)
+    assert stats == {"default": {"completed": 1, "failed": 1}}
+
+
+def test_errors_are_one_line_with_documented_exit_codes(
+    root: pathlib.Path, cli_env: dict[str, str]
+) -> None:
+    """A missing job exits 3, bad input exits 1, bad usage exits 2: one line each, no traceback."""
+    missing = fsjobs(root, "show", "0" * 22, env=cli_env)
+    assert missing.returncode == 3
+    bad = fsjobs(root, "push", "clitasks.add", "--kwargs", "[1, 2]", env=cli_env)
+    assert bad.returncode == 1
+    naive = fsjobs(root, "push", "clitasks.add", "--at", "2030-01-01T00:00:00", env=cli_env)
+    assert naive.returncode == 1
+    assert "timezone" in naive.stderr
+    usage = fsjobs(root, "frobnicate", env=cli_env)
+    assert usage.returncode == 2
+    for result in (missing, bad, naive):
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not list(root.glob("jobs/*/*")), "refused pushes create no job folder"
+    assert not list(root.glob("queues/*/*/**/*.a000of*")), "refused pushes publish nothing"
+
+
+def test_help_lists_exit_codes(subprocess_env: dict[str, str]) -> None:
+    """`fsjobs --help` documents the exit codes."""
+    out = subprocess.run(
+        [sys.executable, "-m", "fsjobs", "--help"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env,
+        check=True,
+    ).stdout
+    assert "exit codes" in out
+    assert "3 no such job" in out
+
+
+def test_demo_runs_jobs_in_priority_then_schedule_order(subprocess_env: dict[str, str]) -> None:
+    """The README's demo command runs every job and prints them in run order."""
+    out = subprocess.run(
+        [sys.executable, "-m", "fsjobs", "demo"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert "the worker ran 4 jobs" in out
+    order = out.split("run order: ")[1].splitlines()[0].split(" -> ")
+    assert order == [
+        "greet, priority -10 (runs first)",
+        "square, priority 0",
+        "greet, priority 5",
+        "square, in 0.5 s",
+    ]
+    assert out.count("completed") == 4
