@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import datetime as dt
 import functools
 import os
 import threading
@@ -194,8 +193,9 @@ class Queue:
         try:
             ids = await self.io(self.store.push_many, [(j, self.name) for j in items], published)
         except Exception as exc:
-            if published:
-                signals.pushed(self.root)
+            if not published:
+                raise  # nothing was pushed: the error as it is (StoreFull, InvalidJob, ...)
+            signals.pushed(self.root)
             raise PushError(
                 f"push_many stopped after {len(published)} of {len(items)} jobs: {exc}", published
             ) from exc
@@ -303,7 +303,3 @@ def _dirs_for(status: JobStatus | None) -> Sequence[str]:
     if status in (JobStatus.SCHEDULED, JobStatus.RETRYING):
         return (_names.WAITING,)
     return (status.value,)
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -116,6 +116,8 @@ class Claim:
     #: False when the job is not to run (its last attempt was lost with a worker)
     runnable: bool = True
     uploads: tuple[str, ...] = ()
+    #: the job's journal directory, fsynced once before the outcome is published
+    journal_fd: int = -1
     closed: bool = False
 
     @property
@@ -361,7 +363,8 @@ class Store:
         _durable.create_empty(tmp_fd, staging)
         lock_fd = os.open(staging, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmp_fd)
         try:
-            _durable.try_lock(lock_fd)
+            if not _durable.try_lock(lock_fd):  # a fresh random name: nobody else has it
+                raise StoreError(f"staging marker {staging} is locked by someone else")
             owner = self._take_key(key, marker.job_id, queue, staging)
             if owner != marker.job_id:
                 _durable.unlink_quiet(tmp_fd, staging)
@@ -533,6 +536,7 @@ class Store:
         try:
             with self.dirs.open(self._job_parts(new.job_id, _names.JOURNAL)) as jfd:
                 claim.segment_fd = _open_segment_at(jfd, new.epoch)
+                claim.journal_fd = os.dup(jfd)
                 record = _now_record(
                     RecordType.CLAIMED,
                     claim.started_at,
@@ -616,6 +620,8 @@ class Store:
         try:
             dst_parts, dst_name, record = self._finish_record(claim, outcome)
             self._append(claim, record)
+            if self.durable and claim.journal_fd >= 0:
+                _durable.fsync_dir(claim.journal_fd)  # the segment's own name, made at claim
             running = self._qdir(claim.queue, _names.RUNNING)
             won = self._move(running, claim.marker.running_name(claim.worker), dst_parts, dst_name)
         except BaseException:
@@ -693,7 +699,9 @@ class Store:
     def release(self, claim: Claim) -> None:
         if not claim.closed:
             claim.closed = True
-            os.close(claim.segment_fd)
+            for fd in (claim.segment_fd, claim.journal_fd):
+                if fd >= 0:
+                    os.close(fd)
 
     def _move(
         self,
@@ -815,8 +823,9 @@ class Store:
     def running(self, queue: str) -> list[tuple[Marker, str]]:
         """The running markers of `queue` as (marker, worker)."""
         out = []
-        fd = self.dirs.cached(self._qdir(queue, _names.RUNNING))
-        for name in _durable.listdir(fd):
+        with self._open_or_none(self._qdir(queue, _names.RUNNING)) as fd:
+            names = [] if fd is None else _durable.listdir(fd)
+        for name in names:
             try:
                 out.append(Marker.parse_running(name))
             except ValueError:
@@ -888,10 +897,14 @@ class Store:
                 )
                 out = []
                 for epoch in epochs:
-                    data = _durable.read_file(jfd, _segment_name(epoch), 64 * 1024 * 1024)
+                    try:
+                        data = _durable.read_file(jfd, _segment_name(epoch), 64 * 1024 * 1024)
+                    except (StoreError, OSError) as exc:
+                        logger.warning("job %s: segment %d unreadable: %s", job_id, epoch, exc)
+                        data = b""
                     out.append((epoch, journal.parse(data)))
                 return out
-        except FileNotFoundError:
+        except (FileNotFoundError, StoreError):
             return []
 
     def _locate(
@@ -969,25 +982,33 @@ class Store:
         tries = 0
         while True:
             segments = self._segments(job_id)
-            if segments and segments[0][0] == 0 and segments[0][1].records:
-                spec = segments[0][1].records[0].data.get("spec")
-                queue = spec.get("queue") if isinstance(spec, dict) else None
-                if (
-                    isinstance(spec, dict)
-                    and isinstance(queue, str)
-                    and _names.NAME_RE.match(queue)
-                ):
-                    location = self._locate(job_id, queue, segments)
-                    if location is None and tries >= 2 and self.clock.monotonic() >= deadline:
-                        location = self._scan_live(job_id, queue)
-                        if location is not None:
-                            logger.info("job %s found by a slow scan", job_id)
+            spec = _spec_in(segments)
+            if spec is not None:
+                queue = typing.cast(str, spec["queue"])
+                location = self._locate(job_id, queue, segments)
+                if location is None and tries >= 2 and self.clock.monotonic() >= deadline:
+                    location = self._scan_live(job_id, queue)
                     if location is not None:
-                        return self._state(job_id, queue, spec, segments, location)
+                        logger.info("job %s found by a slow scan", job_id)
+                if location is not None:
+                    return self._state(job_id, queue, spec, segments, location)
+            elif tries >= 2:
+                # No readable spec: the job may have been quarantined for exactly that.
+                final = self._find_final(job_id)
+                if final is not None:
+                    return _unreadable_state(job_id, *final)
             tries += 1
             if tries > 2 and self.clock.monotonic() >= deadline:
                 raise JobNotFound(job_id)
             time.sleep(min(0.05, 0.002 * 2**tries))
+
+    def _find_final(self, job_id: str) -> tuple[str, JobStatus] | None:
+        """The queue and final status of a job, looked up in every queue."""
+        for queue in self.queues():
+            for status in FINAL_DIRS:
+                if self._exists(self._final_parts(queue, status, job_id), job_id):
+                    return queue, status
+        return None
 
     def _state(
         self,
@@ -1057,7 +1078,6 @@ class Store:
     def job_ids(self, queue: str, where: str) -> Iterator[str]:
         """Ids with a marker in one state directory of `queue` (unordered for live ones)."""
         top = self._qdir(queue, where)
-        top_fd = self.dirs.cached(top)
         if where == _names.RUNNING:
             for marker, _ in self.running(queue):
                 yield marker.job_id
@@ -1073,14 +1093,17 @@ class Store:
                     except ValueError:
                         continue
             return
-        for day in sorted(_durable.listdir(top_fd), reverse=True):
+        with self._open_or_none(top) as top_fd:
+            days = [] if top_fd is None else _durable.listdir(top_fd)
+        for day in sorted(days, reverse=True):
             with self._open_or_none((*top, day)) as fd:
                 names = [] if fd is None else _durable.listdir(fd)
             yield from sorted((n for n in names if _ids.is_job_id(n)), reverse=True)
 
     def queues(self) -> list[str]:
-        fd = self.dirs.cached((_names.QUEUES,))
-        return sorted(n for n in _durable.listdir(fd) if _names.NAME_RE.match(n))
+        with self._open_or_none((_names.QUEUES,)) as fd:
+            names = [] if fd is None else _durable.listdir(fd)
+        return sorted(n for n in names if _names.NAME_RE.match(n))
 
     def counts(self, queue: str) -> dict[JobStatus, int]:
         out = dict.fromkeys(JobStatus, 0)
@@ -1098,6 +1121,36 @@ class Store:
         return out
 
 
+def _spec_in(segments: list[tuple[int, journal.ReadResult]]) -> dict[str, JSON] | None:
+    """The spec from segment 0's first record, if it is there and names a valid queue."""
+    if not segments or segments[0][0] != 0 or not segments[0][1].records:
+        return None
+    first = segments[0][1].records[0]
+    spec = first.data.get("spec")
+    if first.type is not RecordType.PUSHED or not isinstance(spec, dict):
+        return None
+    queue = spec.get("queue")
+    if not isinstance(queue, str) or not _names.NAME_RE.match(queue):
+        return None
+    return spec
+
+
+def _unreadable_state(job_id: str, queue: str, status: JobStatus) -> JobState:
+    """What can be said of a job whose own files cannot be read."""
+    return JobState(
+        id=job_id,
+        func="",
+        kwargs={},
+        queue=queue,
+        status=status,
+        priority=0,
+        attempts=0,
+        max_attempts=1,
+        created_at=from_ms(_ids.id_time_ms(job_id)),
+        error=ErrorInfo("CorruptJob", "the job's journal is missing or unreadable"),
+    )
+
+
 #: Errors that mean a job's own files are unusable: quarantine it, never crash.
 _CORRUPTION = (
     CorruptRecord,
@@ -1111,9 +1164,20 @@ _CORRUPTION = (
 
 
 def _open_segment_at(journal_fd: int, epoch: int) -> int:
-    """Create the segment of a new epoch: O_EXCL, so only the epoch's winner can."""
+    """
+    Create the segment of a new epoch. Only the winner of the rename that opened
+    the epoch calls this, so a segment already there is a leftover of a claim
+    that a crash undid: it is moved aside (kept for inspection), never appended to.
+    """
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.open(_segment_name(epoch), flags, _durable.FILE_MODE, dir_fd=journal_fd)
+    name = _segment_name(epoch)
+    try:
+        return os.open(name, flags, _durable.FILE_MODE, dir_fd=journal_fd)
+    except FileExistsError:
+        aside = f"{name}.undone.{secrets.token_hex(4)}"
+        os.rename(name, aside, src_dir_fd=journal_fd, dst_dir_fd=journal_fd)
+        logger.warning("moved a leftover journal segment aside as %s", aside)
+        return os.open(name, flags, _durable.FILE_MODE, dir_fd=journal_fd)
 
 
 def _read_spec(journal_fd: int, job_id: str) -> tuple[Job, tuple[str, ...]]:

@@ -61,16 +61,24 @@ class Task(typing.Generic[P, R]):
         return f"<fsjobs.Task {self.task_name}>"
 
     def job(self, **kwargs: JSON) -> Job:
-        """A job for this task, with the task's options as defaults."""
-        self.check_kwargs(kwargs, uploads=())
+        """
+        A job for this task, with the task's options as defaults. Missing
+        arguments are checked at push, when the job's uploads are known.
+        """
+        self.check_kwargs(kwargs, uploads=(), complete=False)
         return Job(func=self.task_name, kwargs=kwargs, **self.job_defaults)
 
     async def enqueue(self, **kwargs: JSON) -> str:
         """Push a job for this task to its queue; return the job id."""
         return await self.queue.push(self.job(**kwargs))
 
-    def check_kwargs(self, kwargs: Mapping[str, object], uploads: typing.Iterable[str]) -> None:
-        """Raise TypeError unless `kwargs` (plus uploads and the context) fit the signature."""
+    def check_kwargs(
+        self, kwargs: Mapping[str, object], uploads: typing.Iterable[str], *, complete: bool = True
+    ) -> None:
+        """
+        Raise TypeError unless `kwargs` fit the signature; if `complete`, also unless
+        they, the uploads and the context fill every required parameter.
+        """
         params = self.signature.parameters
         takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
         names = {
@@ -81,6 +89,8 @@ class Task(typing.Generic[P, R]):
         unknown = sorted(set(kwargs) - names) if not takes_any else []
         if unknown:
             raise TypeError(f"{self.task_name}() got unexpected arguments {unknown}")
+        if not complete:
+            return
         given = set(kwargs) | set(uploads)
         missing = sorted(
             n for n in names if params[n].default is inspect.Parameter.empty and n not in given

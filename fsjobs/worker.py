@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from . import _ids, _names, tasks
 from ._clock import Clock, to_ms
 from .context import Context
-from .errors import Retry, UnknownTask
+from .errors import ResultNotSerializable, Retry, UnknownTask
 from .journal import dumps
 from .model import DEFAULT_BACKOFF, MAX_RESULT_BYTES, ErrorInfo, JobStatus, to_json_result
 from .queue import Queue, _Waker, io_pool, signals
@@ -234,6 +234,9 @@ class Worker:
         except asyncio.CancelledError:
             hop.add_done_callback(self._give_back)
             raise
+        except OSError:  # the store has put the job back; the next listing retries it
+            logger.exception("worker %s: claiming %s failed", self.id, path)
+            return None
 
     def _give_back(self, hop: asyncio.Future[Claim | None]) -> None:
         if hop.cancelled() or hop.exception() is not None or hop.result() is None:
@@ -295,6 +298,9 @@ class Worker:
         except asyncio.CancelledError:
             # The worker is stopping: give the job back without using up an attempt.
             outcome = Outcome(JobStatus.PENDING)
+        except Exception as exc:  # preparing the attempt failed (e.g. an unreadable upload)
+            logger.exception("job %s could not be started", claim.job_id)
+            outcome = self._retry_or_end(claim, exc, JobStatus.FAILED, None)
         await progress.flush()
         try:
             await self.queue.io(self.store.finish, claim, outcome)
@@ -336,52 +342,55 @@ class Worker:
                 kwargs[name] = await self.queue.io(path.read_bytes)
         timeout = job.effective_timeout if job.effective_timeout is not None else task.timeout
         logger.debug("job %s attempt %d starting", claim.job_id, claim.marker.attempt)
+        deadline = _Deadline(timeout)
         try:
             if task.is_async:
-                async with asyncio.timeout(timeout):
+                async with deadline.scope():
                     value = await task.fn(**kwargs)
             else:
-                value = await self._run_sync(task, kwargs, timeout, ctx)
+                value = await self._run_sync(task, kwargs, deadline, ctx)
         except Retry as exc:
             return self._retry_or_end(claim, exc, JobStatus.FAILED, exc.delay)
         except TimeoutError as exc:
-            return self._retry_or_end(claim, exc, JobStatus.TIMED_OUT, None)
+            if deadline.expired:  # ours, not one the task raised for its own reasons
+                expired = TimeoutError(f"the attempt exceeded its timeout of {timeout} s")
+                return self._retry_or_end(claim, expired, JobStatus.TIMED_OUT, None)
+            return self._retry_or_end(claim, exc, JobStatus.FAILED, None)
         except Exception as exc:
             return self._retry_or_end(claim, exc, JobStatus.FAILED, None)
+        return self._completed(value)
+
+    @staticmethod
+    def _completed(value: object) -> Outcome:
+        """The outcome for a returned value: stored as JSON, or failed without retry."""
         try:
             result = to_json_result(value)
             size = len(dumps(result))
         except (TypeError, ValueError, RecursionError) as exc:
-            return Outcome(
-                JobStatus.FAILED,
-                error=ErrorInfo(
-                    "fsjobs.ResultNotSerializable",
-                    f"the task returned {type(value).__name__}, which is not JSON: {exc}",
-                ),
+            problem = ResultNotSerializable(
+                f"the task returned {type(value).__name__}, which is not JSON: {exc}"
             )
-        if size > MAX_RESULT_BYTES:
-            return Outcome(
-                JobStatus.FAILED,
-                error=ErrorInfo(
-                    "fsjobs.ResultTooLarge",
-                    f"the result is {size} bytes; the limit is {MAX_RESULT_BYTES}: write "
-                    "large data to ctx.output_dir instead",
-                ),
+        else:
+            if size <= MAX_RESULT_BYTES:
+                return Outcome(JobStatus.COMPLETED, result=result)
+            problem = ResultNotSerializable(
+                f"the result is {size} bytes; the limit is {MAX_RESULT_BYTES}: write large "
+                "data to ctx.output_dir instead"
             )
-        return Outcome(JobStatus.COMPLETED, result=result)
+        return Outcome(JobStatus.FAILED, error=_error_info(problem))
 
     async def _run_sync(
         self,
         task: tasks.Task[..., typing.Any],
         kwargs: dict[str, typing.Any],
-        timeout: float | None,
+        deadline: _Deadline,
         ctx: Context,
     ) -> typing.Any:
         loop = asyncio.get_running_loop()
         assert self._threads is not None
         future = loop.run_in_executor(self._threads, functools.partial(task.fn, **kwargs))
         try:
-            async with asyncio.timeout(timeout):
+            async with deadline.scope():
                 return await asyncio.shield(future)
         except (TimeoutError, asyncio.CancelledError):
             # A thread cannot be killed: tell the task (ctx.cancelled) and keep its
@@ -418,6 +427,22 @@ class Worker:
             info.message,
         )
         return Outcome(final, error=info)
+
+
+class _Deadline:
+    """An attempt's timeout, remembering whether it was the one that fired."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self._scope: asyncio.Timeout | None = None
+
+    def scope(self) -> asyncio.Timeout:
+        self._scope = asyncio.timeout(self.seconds)
+        return self._scope
+
+    @property
+    def expired(self) -> bool:
+        return self._scope is not None and self._scope.expired()
 
 
 class _ProgressWriter:

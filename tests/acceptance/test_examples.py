@@ -1,0 +1,109 @@
+"""
+Every ``examples/*.py`` runs as a user would run it, in a subprocess, and succeeds.
+
+The list of examples is a glob, so a new example is tested without touching this
+file. Each one gets its own root (its first argument) under ``tmp_path``, so
+nothing is left behind and the files can be inspected when a test fails. Where an
+example prints something that shows the feature worked, the test checks for it.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+EXAMPLES = sorted((REPO / "examples").glob("*.py"))
+TIMEOUT = 120  # seconds; a hang guard, not a timing assertion
+
+#: Patterns each example's output must contain (re.MULTILINE).
+EXPECTED: dict[str, list[str]] = {
+    "quickstart.py": [r"completed, result 5$", r"completed, result 42$"],
+    "priorities.py": [
+        r"^run order: urgent -> important -> routine A -> routine B -> routine C -> background$"
+    ],
+    "scheduled.py": [
+        r"^refused: scheduled_at must be timezone-aware",
+        r"^without waiting: ran 1 job\(s\)$",
+        r"^waiting up to 10 s for scheduled jobs: ran 1 job\(s\)$",
+        r"^the job a year ahead is still scheduled$",
+    ],
+    "retries.py": [
+        r"^examples\.retries\.flaky: completed after 3/3$",
+        r"^examples\.retries\.poll: completed after 2/5$",
+        r"^examples\.retries\.broken: failed after 2/2, last error ValueError: bad input$",
+        r"result\(\) raised JobFailed",
+    ],
+    "unique_keys.py": [
+        r"^second push: .*\(same job: True\)$",
+        r"^push to 'reports': .*\(same job: True\)$",
+        r"^push after it ended: .*\(a new job: True\)$",
+    ],
+    "results_and_wait.py": [
+        r"^result\(\) before the run: JobNotDone",
+        r"^wait\(timeout=0\.1\): WaitTimeout",
+        r"^result\(\): \{'count': 3, 'mean': 3\.0\}$",
+        r"error type ZeroDivisionError",
+        r"error type fsjobs\.errors\.UnknownTask",
+        r"^watch: completed +100% step 3 of 3$",
+    ],
+    "sync_tasks.py": [
+        r"sum\(range\(10000\)\) = 49995000 in thread fsjobs-task-",
+        r"^crunch saw ctx\.cancelled",
+        r"^crunch: timed_out \(TimeoutError\), result None$",
+    ],
+    "multiple_queues.py": [
+        r"^worker ran 6 jobs: email:ann report:jan email:bob report:feb email:cid report:mar$",
+        r"^ *videos: \{'pending': 1\}$",
+    ],
+    "progress.py": [r"^completed +100\.0% +150/150 rows$", r"the last says 100\.0% '150/150 rows'"],
+    "uploads_and_outputs.py": [
+        r"^uploads the task saw: \['notes', 'photo'\]$",
+        r"^outputs: \['summary\.txt', 'thumbnail\.bin'\]$",
+        r"^notes: taken at dawn$",
+    ],
+    "multiprocess_workers.py": [
+        r"^all 12 jobs completed: \[0, 1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121\]$",
+        r"^the job was rescued and completed on worker \d+, attempt 2 of 3$",
+        r"^workers exited with \[",
+    ],
+}
+
+
+def test_there_are_examples() -> None:
+    """The glob finds the examples (an empty parametrisation would pass silently)."""
+    assert len(EXAMPLES) >= 11
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_runs(
+    example: pathlib.Path, tmp_path: pathlib.Path, subprocess_env: dict[str, str]
+) -> None:
+    """The example exits 0 on a fresh root and prints what shows its feature worked."""
+    root = tmp_path / "root"
+    proc = subprocess.run(
+        [sys.executable, str(example), str(root)],
+        cwd=REPO,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    report = f"exit code {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+
+    assert proc.returncode == 0, report
+    assert proc.stdout.strip(), report
+    for pattern in EXPECTED.get(example.name, []):
+        assert re.search(pattern, proc.stdout, re.MULTILINE), f"missing /{pattern}/\n{report}"
+    assert "Traceback" not in proc.stderr, report
+
+
+def test_every_expectation_names_an_example() -> None:
+    """A renamed example does not leave its expectations silently unchecked."""
+    assert set(EXPECTED) <= {p.name for p in EXAMPLES}
