@@ -61,7 +61,7 @@ def id_time_ms(job_id: str) -> int:
 
 
 def is_job_id(text: str) -> bool:
-    return bool(ID_RE.match(text))
+    return bool(ID_RE.fullmatch(text))
 
 
 def new_worker_id() -> str:

@@ -43,7 +43,7 @@ _MARKER_RE = re.compile(
 
 def check_name(kind: str, name: object) -> str:
     """Return `name` if it is one safe path component (queue, upload, output), else raise."""
-    if not isinstance(name, str) or not NAME_RE.match(name) or len(name.encode()) > 128:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or len(name.encode()) > 128:
         raise InvalidJob(
             f"invalid {kind} name {name!r}: use 1-128 characters of [A-Za-z0-9._-], "
             "not starting with a dot or a dash"
@@ -52,7 +52,7 @@ def check_name(kind: str, name: object) -> str:
 
 
 def check_task_name(name: object) -> str:
-    if not isinstance(name, str) or not TASK_NAME_RE.match(name):
+    if not isinstance(name, str) or not TASK_NAME_RE.fullmatch(name):
         raise InvalidJob(
             f"invalid task name {name!r}: expected a dotted name like 'myapp.tasks.resize'"
         )
@@ -66,7 +66,7 @@ def check_job_id(job_id: object) -> str:
 
 
 def check_worker_id(worker: str) -> str:
-    if not _ids.WORKER_ID_RE.match(worker):
+    if not _ids.WORKER_ID_RE.fullmatch(worker):
         raise InvalidJob(f"invalid worker id {worker!r}: use [a-z0-9-]")
     return worker
 
@@ -103,7 +103,7 @@ class Marker:
 
     @classmethod
     def parse(cls, name: str) -> Marker:
-        m = _MARKER_RE.match(name)
+        m = _MARKER_RE.fullmatch(name)
         if m is None:
             raise ValueError(f"not a marker name: {name!r}")
         return cls(
@@ -119,7 +119,7 @@ class Marker:
     def parse_running(cls, name: str) -> tuple[Marker, str]:
         """Split ``<marker>.<worker>`` into the marker and the worker id."""
         base, _, worker = name.rpartition(".")
-        if not _ids.WORKER_ID_RE.match(worker):
+        if not _ids.WORKER_ID_RE.fullmatch(worker):
             raise ValueError(f"not a running marker name: {name!r}")
         return cls.parse(base), worker
 

@@ -1103,7 +1103,7 @@ class Store:
     def queues(self) -> list[str]:
         with self._open_or_none((_names.QUEUES,)) as fd:
             names = [] if fd is None else _durable.listdir(fd)
-        return sorted(n for n in names if _names.NAME_RE.match(n))
+        return sorted(n for n in names if _names.NAME_RE.fullmatch(n))
 
     def counts(self, queue: str) -> dict[JobStatus, int]:
         out = dict.fromkeys(JobStatus, 0)
@@ -1130,7 +1130,7 @@ def _spec_in(segments: list[tuple[int, journal.ReadResult]]) -> dict[str, JSON] 
     if first.type is not RecordType.PUSHED or not isinstance(spec, dict):
         return None
     queue = spec.get("queue")
-    if not isinstance(queue, str) or not _names.NAME_RE.match(queue):
+    if not isinstance(queue, str) or not _names.NAME_RE.fullmatch(queue):
         return None
     return spec
 
