@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import re
 import typing
 import zlib
 
@@ -28,6 +29,7 @@ JSON: typing.TypeAlias = dict[str, "JSON"] | list["JSON"] | str | int | float | 
 MAX_LINE = 2 * 1024 * 1024  # the first record carries the spec, kwargs <= 1 MiB
 _PREFIX = b'{"crc":"'
 _PREFIX_LEN = len(_PREFIX) + 8 + 2  # {"crc":"xxxxxxxx",
+_HEX8 = re.compile(rb"[0-9a-f]{8}")
 
 
 class RecordType(enum.StrEnum):
@@ -115,9 +117,40 @@ def dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
+MAX_DEPTH = 100
+
+
+def check_plain(value: object, depth: int = 0) -> None:
+    """
+    Raise TypeError/ValueError unless `value` is made only of dicts with str keys,
+    lists, str, int, finite float, bool and None, nested at most MAX_DEPTH deep.
+    (``json.dumps`` alone would turn ``{1: "a"}`` into ``{"1": "a"}`` silently.)
+    """
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{value} is not valid JSON")
+        return
+    if isinstance(value, list):
+        for item in value:
+            check_plain(item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"object keys must be str, not {type(key).__name__} {key!r}")
+            check_plain(item, depth + 1)
+        return
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def check_json(what: str, value: object, limit: int) -> int:
     """Raise InvalidJob unless `value` is plain JSON of at most `limit` bytes; return its size."""
     try:
+        check_plain(value)
         size = len(dumps(value))
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidJob(f"{what} must be plain JSON (no NaN, no objects): {exc}") from exc
@@ -158,12 +191,10 @@ def decode(line: bytes) -> Record:
         raise CorruptRecord(f"record of {len(line)} bytes exceeds {MAX_LINE}")
     if not line.startswith(_PREFIX) or len(line) < _PREFIX_LEN + 1:
         raise CorruptRecord("record does not start with its checksum")
-    try:
-        want = int(line[len(_PREFIX) : len(_PREFIX) + 8], 16)
-    except ValueError as exc:
-        raise CorruptRecord("bad checksum field") from exc
-    if line[len(_PREFIX) + 8 : _PREFIX_LEN] != b'",':
+    field = line[len(_PREFIX) : len(_PREFIX) + 8]
+    if not _HEX8.fullmatch(field) or line[len(_PREFIX) + 8 : _PREFIX_LEN] != b'",':
         raise CorruptRecord("bad checksum field")
+    want = int(field, 16)
     body = b"{" + line[_PREFIX_LEN:]
     if zlib.crc32(body) != want:
         raise CorruptRecord("checksum mismatch")

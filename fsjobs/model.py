@@ -20,7 +20,7 @@ import cattrs
 
 from . import _names
 from .errors import InvalidJob
-from .journal import JSON, check_json, dumps, format_time, parse_time
+from .journal import JSON, check_json, check_plain, dumps, format_time, parse_time
 
 MAX_KWARGS_BYTES = 1024 * 1024
 MAX_RESULT_BYTES = 16 * 1024 * 1024
@@ -109,7 +109,10 @@ class Backoff:
 
     def delay(self, retry: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds before retry number `retry` (1 for the first retry)."""
-        base = min(self.maximum, self.initial * self.factor ** max(0, retry - 1))
+        try:
+            base = min(self.maximum, float(self.initial) * float(self.factor) ** max(0, retry - 1))
+        except OverflowError:
+            base = self.maximum
         return max(0.0, base * (1 + self.jitter * (2 * rand() - 1)))
 
 
@@ -370,5 +373,6 @@ def to_json_result(value: object) -> JSON:
     unstructured with the converter. Raises TypeError/ValueError if that is impossible.
     """
     plain = converter.unstructure(value)
+    check_plain(plain)
     dumps(plain)
     return typing.cast(JSON, plain)

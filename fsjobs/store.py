@@ -176,7 +176,7 @@ class Store:
         root = self.dirs.root_fd
         want = journal.dumps({"format": _names.FORMAT_VERSION}).encode() + b"\n"
         try:
-            data = _durable.read_file(root, _names.FORMAT_FILE, 4096)
+            data = self._read_format_file()
         except FileNotFoundError:
             tmp = f"{_names.FORMAT_FILE}.{secrets.token_hex(8)}"
             _durable.write_new(root, tmp, want)
@@ -187,7 +187,7 @@ class Store:
                 pass
             finally:
                 _durable.unlink_quiet(root, tmp)
-            data = _durable.read_file(root, _names.FORMAT_FILE, 4096)
+            data = self._read_format_file()
         try:
             marker = journal.loads(data)
             version = marker["format"] if isinstance(marker, dict) else None
@@ -198,6 +198,16 @@ class Store:
                 f"{self.root} holds fsjobs format {version!r}; this fsjobs reads format "
                 f"{_names.FORMAT_VERSION}: upgrade fsjobs"
             )
+
+    def _read_format_file(self) -> bytes:
+        try:
+            return _durable.read_file(self.dirs.root_fd, _names.FORMAT_FILE, 4096)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise FormatError(
+                f"{self.root}/{_names.FORMAT_FILE} is not a readable regular file: {exc}"
+            ) from exc
 
     def close(self) -> None:
         self.dirs.close()
@@ -380,7 +390,8 @@ class Store:
 
     def _take_key(self, key: str, job_id: str, queue: str, staging: str) -> str:
         digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-        deadline = self.clock.monotonic() + self.unique_wait
+        # Real time, not the injected clock: this bounds how long we actually wait.
+        deadline = time.monotonic() + self.unique_wait
         with self.dirs.open((_names.UNIQUE, digest), create=True) as key_fd:
             delay = 0.002
             while True:
@@ -395,7 +406,7 @@ class Store:
                         if state == "live":
                             return owner_id
                         if state == "staging":
-                            if self.clock.monotonic() > deadline:
+                            if time.monotonic() > deadline:
                                 raise UniqueKeyBusy(
                                     f"unique key {key!r} is being pushed by another process "
                                     f"(job {owner_id}); try again"
@@ -978,7 +989,7 @@ class Store:
     def get(self, job_id: str) -> JobState:
         """The current state of a job; JobNotFound if no published job has this id."""
         _names.check_job_id(job_id)
-        deadline = self.clock.monotonic() + self.staleness
+        deadline = time.monotonic() + self.staleness  # real time: content lag is real
         tries = 0
         while True:
             segments = self._segments(job_id)
@@ -986,7 +997,7 @@ class Store:
             if spec is not None:
                 queue = typing.cast(str, spec["queue"])
                 location = self._locate(job_id, queue, segments)
-                if location is None and tries >= 2 and self.clock.monotonic() >= deadline:
+                if location is None and tries >= 2 and time.monotonic() >= deadline:
                     location = self._scan_live(job_id, queue)
                     if location is not None:
                         logger.info("job %s found by a slow scan", job_id)
@@ -998,7 +1009,7 @@ class Store:
                 if final is not None:
                     return _unreadable_state(job_id, *final)
             tries += 1
-            if tries > 2 and self.clock.monotonic() >= deadline:
+            if tries > 2 and time.monotonic() >= deadline:
                 raise JobNotFound(job_id)
             time.sleep(min(0.05, 0.002 * 2**tries))
 
@@ -1029,8 +1040,8 @@ class Store:
         else:
             status = JobStatus(where)
         fold = _Fold(job_id)
-        for epoch, seg in segments:
-            fold.add(epoch, seg.records)
+        for i, (epoch, seg) in enumerate(segments):
+            fold.add(epoch, seg.records, fenced=_was_rescued(segments, i))
         attempts = marker.attempt if marker is not None else fold.attempts
         max_attempts = (
             marker.max_attempts
@@ -1135,6 +1146,23 @@ def _spec_in(segments: list[tuple[int, journal.ReadResult]]) -> dict[str, JSON] 
     return spec
 
 
+def _was_rescued(segments: list[tuple[int, journal.ReadResult]], i: int) -> bool:
+    """
+    True if segment i's owner was fenced: the next epoch was opened by a rescue.
+    An owner that published its outcome moved its marker, so nobody could have
+    rescued it; any terminal record it holds was then written too late to count.
+    """
+    if i + 1 >= len(segments):
+        return False
+    epoch = segments[i][0]
+    next_epoch, next_seg = segments[i + 1]
+    return (
+        next_epoch == epoch + 1
+        and bool(next_seg.records)
+        and next_seg.records[0].type is RecordType.RESCUED
+    )
+
+
 def _unreadable_state(job_id: str, queue: str, status: JobStatus) -> JobState:
     """What can be said of a job whose own files cannot be read."""
     return JobState(
@@ -1215,8 +1243,11 @@ class _Fold:
         self.progress_message: str | None = None
         self.terminal: Record | None = None
 
-    def add(self, epoch: int, records: Iterable[Record]) -> None:
+    def add(self, epoch: int, records: Iterable[Record], *, fenced: bool = False) -> None:
+        """Fold one segment; a `fenced` segment's terminal records are a zombie's: ignored."""
         for r in records:
+            if fenced and r.type in journal.TERMINAL:
+                continue
             attempt = r.get_int("attempt")
             if r.type is RecordType.CLAIMED:
                 self.started_at, self.worker = r.at, r.get_str("worker")
