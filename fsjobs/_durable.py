@@ -176,3 +176,26 @@ def open_lock_file(dir_fd: int, name: str, *, create: bool, mode: int = FILE_MOD
         return os.open(name, flags, mode, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
+
+
+def rmtree_at(parent_fd: int, name: str) -> None:
+    """Remove `name` under `parent_fd` recursively without following symlinks."""
+    try:
+        fd = os.open(name, O_DIR, dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+            os.unlink(name, dir_fd=parent_fd)
+            return
+        if exc.errno == errno.ENOENT:
+            return
+        raise
+    try:
+        for child in os.listdir(fd):
+            st = os.stat(child, dir_fd=fd, follow_symlinks=False)
+            if st.st_mode & 0o170000 == 0o040000:
+                rmtree_at(fd, child)
+            else:
+                os.unlink(child, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent_fd)

@@ -14,12 +14,15 @@ import contextlib
 import errno
 import os
 import threading
+import typing
 from collections.abc import Iterator
 
 from . import _durable
 from .errors import StoreError
 
 Parts = tuple[str, ...]
+#: filesystems where file content may lag names across hosts
+NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs", "lustre", "9p"})
 
 
 def _check_component(part: str) -> None:
@@ -107,3 +110,46 @@ class Dirs:
         """Create a directory that must not exist yet (no fsync: the caller batches them)."""
         _check_component(name)
         os.mkdir(name, self.dir_mode, dir_fd=parent_fd)
+
+    def open_or_none(self, parts: Parts) -> typing.ContextManager[int | None]:
+        """Like `open`, but None when the directory is not there (any more) or not real."""
+        return _OpenOrNone(self, parts)
+
+
+class _OpenOrNone:
+    """``with`` a directory descriptor, or None if the directory is not there (any more)."""
+
+    def __init__(self, dirs: Dirs, parts: Parts) -> None:
+        self._cm = dirs.open(parts)
+        self._entered = False
+
+    def __enter__(self) -> int | None:
+        try:
+            fd = self._cm.__enter__()
+        except (FileNotFoundError, NotADirectoryError, StoreError):
+            return None
+        self._entered = True
+        return fd
+
+    def __exit__(self, *exc: object) -> None:
+        if self._entered:
+            self._cm.__exit__(None, None, None)
+
+
+def filesystem_staleness(path: str) -> float:
+    """0 s on a local filesystem, 2 s on a network one (content may lag names there)."""
+    try:
+        best, fstype = "", ""
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                sep = fields.index("-")
+                mount_point = fields[4].replace("\\040", " ")
+                if (path == mount_point or path.startswith(mount_point.rstrip("/") + "/")) and len(
+                    mount_point
+                ) >= len(best):
+                    best, fstype = mount_point, fields[sep + 1]
+    except (OSError, ValueError, IndexError):
+        return 2.0
+    base = fstype.split(".")[0]
+    return 2.0 if base in NETWORK_FS or base.startswith("fuse") else 0.0

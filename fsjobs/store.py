@@ -21,7 +21,7 @@ The rules that make it safe with many processes and many hosts:
 from __future__ import annotations
 
 import datetime as dt
-import errno
+import functools
 import hashlib
 import logging
 import os
@@ -30,14 +30,15 @@ import secrets
 import stat
 import time
 import typing
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import attrs
 
 from . import _durable, _ids, _names, journal
 from ._clock import SYSTEM_CLOCK, Clock, from_ms, to_ms
 from ._names import Marker
-from ._paths import Dirs, Parts
+from ._paths import Dirs, Parts, filesystem_staleness
+from ._state import Location, build_state, spec_in, unreadable_state
 from .errors import (
     CorruptRecord,
     FormatError,
@@ -62,7 +63,6 @@ from .model import (
 logger = logging.getLogger(__name__)
 
 INLINE_RESULT_BYTES = 64 * 1024  # larger results go to attempts/<epoch>/result.json
-NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs", "lustre", "9p"})
 _LIVE_DIRS = (_names.WAITING, _names.PENDING, _names.RUNNING)
 
 
@@ -72,25 +72,6 @@ def _segment_name(epoch: int) -> str:
 
 def _now_record(kind: RecordType, at: dt.datetime, **data: JSON) -> Record:
     return Record(type=kind, at=at, data=dict(data))
-
-
-def detect_staleness(path: str) -> float:
-    """0 s on a local filesystem, 2 s on a network one (content may lag names there)."""
-    try:
-        best, fstype = "", ""
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                fields = line.split()
-                sep = fields.index("-")
-                mount_point = fields[4].replace("\\040", " ")
-                if (path == mount_point or path.startswith(mount_point.rstrip("/") + "/")) and len(
-                    mount_point
-                ) >= len(best):
-                    best, fstype = mount_point, fields[sep + 1]
-    except (OSError, ValueError, IndexError):
-        return 2.0
-    base = fstype.split(".")[0]
-    return 2.0 if base in NETWORK_FS or base.startswith("fuse") else 0.0
 
 
 @attrs.frozen
@@ -125,13 +106,6 @@ class Claim:
         return self.marker.job_id
 
 
-@attrs.frozen
-class _Location:
-    where: str  # waiting, pending, running or a final JobStatus value
-    marker: Marker | None = None
-    worker: str | None = None
-
-
 class Store:
     def __init__(
         self,
@@ -146,7 +120,7 @@ class Store:
         self.dirs = Dirs(os.fspath(root))
         self.root = self.dirs.root_path
         self.clock = clock
-        self.staleness = detect_staleness(self.root) if staleness is None else staleness
+        self.staleness = filesystem_staleness(self.root) if staleness is None else staleness
         self.reserve_bytes = reserve_bytes
         self.unique_wait = unique_wait
         self.durable = durable
@@ -338,7 +312,7 @@ class Store:
         """Remove an unpublished job folder (best effort: fsck collects what remains)."""
         try:
             with self.dirs.open((_names.JOBS, _names.shard_of(job_id))) as shard_fd:
-                _rmtree_at(shard_fd, job_id)
+                _durable.rmtree_at(shard_fd, job_id)
         except OSError:
             logger.warning("could not remove unpublished job folder %s", job_id)
 
@@ -515,7 +489,7 @@ class Store:
                 yield from self._leaf_buckets((*top, name), levels - 1, prune=True)
 
     def _open_or_none(self, parts: Parts) -> typing.ContextManager[int | None]:
-        return _OpenOrNone(self.dirs, parts)
+        return self.dirs.open_or_none(parts)
 
     def _rmdir_empty(self, parts: Parts) -> None:
         try:
@@ -599,6 +573,13 @@ class Store:
                 if not stat.S_ISREG(st.st_mode):
                     raise StoreError(f"upload {name!r} of job {claim.job_id} is not a regular file")
         return {name: base / name for name in claim.uploads}
+
+    def read_upload(self, claim: Claim, name: str) -> bytes:
+        """The bytes of one of the claimed job's uploads."""
+        if name not in claim.uploads:
+            raise KeyError(name)
+        with self.dirs.open(self._job_parts(claim.job_id, _names.UPLOADS)) as fd:
+            return _durable.read_file(fd, name, 1 << 62)
 
     def output_dir(self, claim: Claim) -> pathlib.Path:
         """This attempt's own output directory, created on first use."""
@@ -920,7 +901,7 @@ class Store:
 
     def _locate(
         self, job_id: str, queue: str, segments: list[tuple[int, journal.ReadResult]]
-    ) -> _Location | None:
+    ) -> Location | None:
         """Where the job's marker is now: first where the journal says, then the likely places."""
         for _, seg in reversed(segments):
             named = next((r for r in reversed(seg.records) if "marker" in r.data), None)
@@ -931,13 +912,13 @@ class Store:
                 break
         for status in FINAL_DIRS:
             if self._exists(self._final_parts(queue, status, job_id), job_id):
-                return _Location(status.value)
+                return Location(status.value)
         for marker, worker in self.running(queue):
             if marker.job_id == job_id:
-                return _Location(_names.RUNNING, marker, worker)
+                return Location(_names.RUNNING, marker, worker)
         return None
 
-    def _check_marker_path(self, path: str, queue: str, job_id: str) -> _Location | None:
+    def _check_marker_path(self, path: str, queue: str, job_id: str) -> Location | None:
         parts = tuple(path.split("/"))
         if len(parts) < 4 or parts[0] != _names.QUEUES or parts[1] != queue:
             return None
@@ -946,9 +927,7 @@ class Store:
             if where == _names.RUNNING:
                 marker, worker = Marker.parse_running(parts[-1])
                 return (
-                    _Location(where, marker, worker)
-                    if self._exists(parts[:-1], parts[-1])
-                    else None
+                    Location(where, marker, worker) if self._exists(parts[:-1], parts[-1]) else None
                 )
             if where in (_names.WAITING, _names.PENDING):
                 marker = Marker.parse(parts[-1])
@@ -956,16 +935,16 @@ class Store:
                     return None
                 for w in (_names.WAITING, _names.PENDING):  # promotion keeps the name
                     if self._exists(self._marker_parts(queue, w, marker), marker.name):
-                        return _Location(w, marker)
+                        return Location(w, marker)
                 return None
             status = JobStatus(where)
         except ValueError:
             return None
         if parts[-1] == job_id and self._exists(parts[:-1], parts[-1]):
-            return _Location(status.value)
+            return Location(status.value)
         return None
 
-    def _scan_live(self, job_id: str, queue: str) -> _Location | None:
+    def _scan_live(self, job_id: str, queue: str) -> Location | None:
         """The slow path: walk the queue's waiting and pending trees for the job."""
         for where, levels in ((_names.WAITING, 2), (_names.PENDING, 3)):
             for parts in self._leaf_buckets(self._qdir(queue, where), levels):
@@ -974,17 +953,17 @@ class Store:
                 for name in names:
                     if f".{job_id}." in name:
                         try:
-                            return _Location(where, Marker.parse(name))
+                            return Location(where, Marker.parse(name))
                         except ValueError:
                             continue
         return None
 
-    def _locate_with_retry(self, job_id: str) -> _Location | None:
+    def _locate_with_retry(self, job_id: str) -> Location | None:
         try:
             state = self.get(job_id)
         except JobNotFound:
             return None
-        return _Location(state.status.value)
+        return Location(state.status.value)
 
     def get(self, job_id: str) -> JobState:
         """The current state of a job; JobNotFound if no published job has this id."""
@@ -993,7 +972,7 @@ class Store:
         tries = 0
         while True:
             segments = self._segments(job_id)
-            spec = _spec_in(segments)
+            spec = spec_in(segments)
             if spec is not None:
                 queue = typing.cast(str, spec["queue"])
                 location = self._locate(job_id, queue, segments)
@@ -1002,12 +981,19 @@ class Store:
                     if location is not None:
                         logger.info("job %s found by a slow scan", job_id)
                 if location is not None:
-                    return self._state(job_id, queue, spec, segments, location)
+                    return build_state(
+                        job_id,
+                        queue,
+                        spec,
+                        segments,
+                        location,
+                        functools.partial(self._read_result_file, job_id),
+                    )
             elif tries >= 2:
                 # No readable spec: the job may have been quarantined for exactly that.
                 final = self._find_final(job_id)
                 if final is not None:
-                    return _unreadable_state(job_id, *final)
+                    return unreadable_state(job_id, *final)
             tries += 1
             if tries > 2 and time.monotonic() >= deadline:
                 raise JobNotFound(job_id)
@@ -1020,62 +1006,6 @@ class Store:
                 if self._exists(self._final_parts(queue, status, job_id), job_id):
                     return queue, status
         return None
-
-    def _state(
-        self,
-        job_id: str,
-        queue: str,
-        spec: dict[str, JSON],
-        segments: list[tuple[int, journal.ReadResult]],
-        location: _Location,
-    ) -> JobState:
-        where = location.where
-        marker = location.marker
-        if where in (_names.WAITING, _names.PENDING, _names.RUNNING):
-            assert marker is not None
-            if where == _names.WAITING:
-                status = JobStatus.SCHEDULED if marker.attempt == 0 else JobStatus.RETRYING
-            else:
-                status = JobStatus(where)
-        else:
-            status = JobStatus(where)
-        fold = _Fold(job_id)
-        for i, (epoch, seg) in enumerate(segments):
-            fold.add(epoch, seg.records, fenced=_was_rescued(segments, i))
-        attempts = marker.attempt if marker is not None else fold.attempts
-        max_attempts = (
-            marker.max_attempts
-            if marker is not None
-            else fold.max_attempts or _int(spec, "max_attempts", 1)
-        )
-        result: JSON = None
-        if status is JobStatus.COMPLETED and fold.terminal is not None:
-            result = fold.terminal.data.get("result")
-            result_file = fold.terminal.get_str("result_file")
-            if result_file is not None:
-                result = self._read_result_file(job_id, result_file)
-        sched = spec.get("scheduled_at")
-        live = status in (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING)
-        return JobState(
-            id=job_id,
-            func=str(spec.get("func")),
-            kwargs=typing.cast(dict[str, JSON], spec.get("kwargs") or {}),
-            queue=queue,
-            status=status,
-            priority=_int(spec, "priority", 0),
-            attempts=attempts,
-            max_attempts=max_attempts,
-            created_at=journal.parse_time(str(spec.get("created_at"))),
-            scheduled_at=None if not isinstance(sched, str) else journal.parse_time(sched),
-            started_at=fold.started_at,
-            finished_at=None if live or status is JobStatus.RUNNING else fold.finished_at,
-            progress=fold.progress,
-            progress_message=fold.progress_message,
-            result=result,
-            error=fold.error,
-            worker=location.worker or fold.worker,
-            unique_key=typing.cast("str | None", spec.get("unique_key")),
-        )
 
     def _read_result_file(self, job_id: str, rel: str) -> JSON:
         parts = tuple(rel.split("/"))
@@ -1132,53 +1062,6 @@ class Store:
         return out
 
 
-def _spec_in(segments: list[tuple[int, journal.ReadResult]]) -> dict[str, JSON] | None:
-    """The spec from segment 0's first record, if it is there and names a valid queue."""
-    if not segments or segments[0][0] != 0 or not segments[0][1].records:
-        return None
-    first = segments[0][1].records[0]
-    spec = first.data.get("spec")
-    if first.type is not RecordType.PUSHED or not isinstance(spec, dict):
-        return None
-    queue = spec.get("queue")
-    if not isinstance(queue, str) or not _names.NAME_RE.fullmatch(queue):
-        return None
-    return spec
-
-
-def _was_rescued(segments: list[tuple[int, journal.ReadResult]], i: int) -> bool:
-    """
-    True if segment i's owner was fenced: the next epoch was opened by a rescue.
-    An owner that published its outcome moved its marker, so nobody could have
-    rescued it; any terminal record it holds was then written too late to count.
-    """
-    if i + 1 >= len(segments):
-        return False
-    epoch = segments[i][0]
-    next_epoch, next_seg = segments[i + 1]
-    return (
-        next_epoch == epoch + 1
-        and bool(next_seg.records)
-        and next_seg.records[0].type is RecordType.RESCUED
-    )
-
-
-def _unreadable_state(job_id: str, queue: str, status: JobStatus) -> JobState:
-    """What can be said of a job whose own files cannot be read."""
-    return JobState(
-        id=job_id,
-        func="",
-        kwargs={},
-        queue=queue,
-        status=status,
-        priority=0,
-        attempts=0,
-        max_attempts=1,
-        created_at=from_ms(_ids.id_time_ms(job_id)),
-        error=ErrorInfo("CorruptJob", "the job's journal is missing or unreadable"),
-    )
-
-
 #: Errors that mean a job's own files are unusable: quarantine it, never crash.
 _CORRUPTION = (
     CorruptRecord,
@@ -1221,96 +1104,3 @@ def _read_spec(journal_fd: int, job_id: str) -> tuple[Job, tuple[str, ...]]:
     if not isinstance(uploads, list):
         raise CorruptRecord(f"job {job_id}: 'uploads' is not a list")
     return job_from_spec(spec), tuple(_names.check_name("upload", u) for u in uploads)
-
-
-def _int(spec: dict[str, JSON], key: str, default: int) -> int:
-    value = spec.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-class _Fold:
-    """What the journal says about a job, folded over every valid record in epoch order."""
-
-    def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
-        self.attempts = 0
-        self.max_attempts = 0
-        self.started_at: dt.datetime | None = None
-        self.finished_at: dt.datetime | None = None
-        self.worker: str | None = None
-        self.error: ErrorInfo | None = None
-        self.progress: float | None = None
-        self.progress_message: str | None = None
-        self.terminal: Record | None = None
-
-    def add(self, epoch: int, records: Iterable[Record], *, fenced: bool = False) -> None:
-        """Fold one segment; a `fenced` segment's terminal records are a zombie's: ignored."""
-        for r in records:
-            if fenced and r.type in journal.TERMINAL:
-                continue
-            attempt = r.get_int("attempt")
-            if r.type is RecordType.CLAIMED:
-                self.started_at, self.worker = r.at, r.get_str("worker")
-                self.finished_at, self.terminal = None, None
-                self.progress, self.progress_message = None, None
-            elif r.type is RecordType.PROGRESS:
-                pct = r.data.get("percent")
-                self.progress = float(pct) if isinstance(pct, int | float) else None
-                self.progress_message = r.get_str("message")
-            elif r.type in journal.TERMINAL:
-                self.terminal, self.finished_at = r, r.at
-                self.max_attempts = r.get_int("max_attempts") or self.max_attempts
-                err = r.data.get("error")
-                if isinstance(err, dict):
-                    self.error = ErrorInfo(
-                        str(err.get("type", "")),
-                        str(err.get("message", "")),
-                        str(err.get("traceback", "")),
-                    )
-                elif r.type is RecordType.COMPLETED:
-                    self.error = None
-            if attempt is not None:
-                self.attempts = attempt
-
-
-class _OpenOrNone:
-    """``with`` a directory descriptor, or None if the directory is not there (any more)."""
-
-    def __init__(self, dirs: Dirs, parts: Parts) -> None:
-        self._cm = dirs.open(parts)
-        self._entered = False
-
-    def __enter__(self) -> int | None:
-        try:
-            fd = self._cm.__enter__()
-        except (FileNotFoundError, NotADirectoryError, StoreError):
-            return None
-        self._entered = True
-        return fd
-
-    def __exit__(self, *exc: object) -> None:
-        if self._entered:
-            self._cm.__exit__(None, None, None)
-
-
-def _rmtree_at(parent_fd: int, name: str) -> None:
-    """Remove `name` under `parent_fd` recursively without following symlinks."""
-    try:
-        fd = os.open(name, _durable.O_DIR, dir_fd=parent_fd)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
-            os.unlink(name, dir_fd=parent_fd)
-            return
-        if exc.errno == errno.ENOENT:
-            return
-        raise
-    try:
-        for child in os.listdir(fd):
-            st = os.stat(child, dir_fd=fd, follow_symlinks=False)
-            if st.st_mode & 0o170000 == 0o040000:
-                _rmtree_at(fd, child)
-            else:
-                os.unlink(child, dir_fd=fd)
-    finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=parent_fd)

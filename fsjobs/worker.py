@@ -337,9 +337,9 @@ class Worker:
         kwargs: dict[str, typing.Any] = dict(job.kwargs)
         if task.context_param is not None:
             kwargs[task.context_param] = ctx
-        for name, path in ctx.uploads.items():
+        for name in ctx.uploads:
             if name in task.signature.parameters and name not in kwargs:
-                kwargs[name] = await self.queue.io(path.read_bytes)
+                kwargs[name] = await self.queue.io(self.store.read_upload, claim, name)
         timeout = job.effective_timeout if job.effective_timeout is not None else task.timeout
         logger.debug("job %s attempt %d starting", claim.job_id, claim.marker.attempt)
         deadline = _Deadline(timeout)
