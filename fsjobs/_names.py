@@ -32,6 +32,7 @@ MAX_ATTEMPTS_LIMIT = 999
 JOBS, QUEUES, UNIQUE, WORKERS, TMP = "jobs", "queues", "unique", "workers", "tmp"
 WAITING, PENDING, RUNNING = "waiting", "pending", "running"
 JOURNAL, ATTEMPTS, UPLOADS, OUTPUTS = "journal", "attempts", "uploads", "outputs"
+CANCEL = "cancel"
 FORMAT_FILE = "fsjobs.json"
 FORMAT_VERSION = 1
 

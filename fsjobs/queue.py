@@ -254,6 +254,29 @@ class Queue:
         finally:
             signals.stop_waiting(self.root, job_id, waker)
 
+    async def cancel(self, job_id: str, timeout: float = 10.0) -> bool:
+        """
+        Cancel a job (any job under the root). A job that has not started is
+        cancelled at once and never runs. A running job is asked to stop: an async
+        task gets CancelledError, a sync task sees ``ctx.cancelled`` become True;
+        this waits up to `timeout` seconds for it to end. Returns True if the job
+        is cancelled; False if it had already ended otherwise, or is still running
+        after `timeout` (the request stands: its worker stops it when it can).
+        """
+        status = await self.io(self.store.cancel, job_id)
+        if status is JobStatus.CANCELLED:
+            signals.finished(self.root, job_id)
+            return True
+        if status is not JobStatus.RUNNING:
+            return False
+        try:
+            async for state in self.watch(job_id, interval=None, timeout=timeout):
+                if state.is_done:
+                    return state.status is JobStatus.CANCELLED
+        except WaitTimeout:
+            return False
+        return False  # pragma: no cover - watch() always ends with a final state
+
     async def list_jobs(
         self,
         status: JobStatus | str | None = None,

@@ -30,7 +30,7 @@ import secrets
 import stat
 import time
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
 
@@ -38,7 +38,7 @@ from . import _durable, _ids, _names, journal
 from ._clock import SYSTEM_CLOCK, Clock, from_ms, to_ms
 from ._names import Marker
 from ._paths import Dirs, Parts, filesystem_staleness
-from ._state import Location, build_state, spec_in, unreadable_state
+from ._state import Location, Segments, build_state, spec_in, unreadable_state
 from .errors import (
     CorruptRecord,
     FormatError,
@@ -99,6 +99,8 @@ class Claim:
     uploads: tuple[str, ...] = ()
     #: the job's journal directory, fsynced once before the outcome is published
     journal_fd: int = -1
+    #: someone asked to cancel the job before this claim
+    cancel_requested: bool = False
     closed: bool = False
 
     @property
@@ -124,6 +126,8 @@ class Store:
         self.reserve_bytes = reserve_bytes
         self.unique_wait = unique_wait
         self.durable = durable
+        #: worker -> (heartbeat value, when this process first saw that value)
+        self._heartbeats: dict[str, tuple[int | None, float]] = {}
         self._check_format()
 
     # -- layout -------------------------------------------------------------
@@ -531,6 +535,7 @@ class Store:
                 )
                 self._append(claim, record, sync=False)
                 claim.job, claim.uploads = _read_spec(jfd, new.job_id)
+            claim.cancel_requested = self._exists(self._job_parts(new.job_id), _names.CANCEL)
         except _CORRUPTION as exc:
             self._abandon(claim, JobStatus.CORRUPT, f"job files unusable: {exc}")
             return None
@@ -794,8 +799,11 @@ class Store:
                 return min(due)
         return None
 
-    def register_worker(self, worker: str) -> int:
-        """Create and lock ``workers/<worker>.lock`` for the worker's lifetime."""
+    def register_worker(self, worker: str) -> tuple[int, int]:
+        """
+        Create and lock ``workers/<worker>.lock`` for the worker's lifetime, and
+        create its heartbeat file. Returns the two descriptors (lock, heartbeat).
+        """
         _names.check_worker_id(worker)
         wfd = self.dirs.cached((_names.WORKERS,))
         fd = _durable.open_lock_file(wfd, f"{worker}.lock", create=True)
@@ -803,14 +811,38 @@ class Store:
         if not _durable.try_lock(fd):
             os.close(fd)
             raise StoreError(f"worker id {worker} is already in use")
-        if self.durable:
-            _durable.fsync_dir(wfd)
-        return fd
+        hb_fd = _durable.open_lock_file(wfd, f"{worker}.hb", create=True)
+        assert hb_fd is not None
+        self.beat(hb_fd, 0)
+        _durable.fsync_dir(wfd)
+        return fd, hb_fd
 
-    def unregister_worker(self, worker: str, lock_fd: int) -> None:
+    @staticmethod
+    def beat(hb_fd: int, counter: int) -> None:
+        """Rewrite the heartbeat counter in place and fsync it, so other hosts see it move."""
+        line = b"%020d\n" % counter
+        if os.pwrite(hb_fd, line, 0) != len(line):
+            raise StoreError("short write to the heartbeat file")
+        os.fsync(hb_fd)
+
+    def unregister_worker(self, worker: str, lock_fd: int, hb_fd: int) -> None:
         wfd = self.dirs.cached((_names.WORKERS,))
+        _durable.unlink_quiet(wfd, f"{worker}.hb")
         _durable.unlink_quiet(wfd, f"{worker}.lock")
+        os.close(hb_fd)
         os.close(lock_fd)
+
+    def read_heartbeat(self, worker: str) -> int | None:
+        """A worker's heartbeat counter (opened afresh: NFS revalidates on open)."""
+        wfd = self.dirs.cached((_names.WORKERS,))
+        try:
+            data = _durable.read_file(wfd, f"{worker}.hb", 64)
+        except (OSError, StoreError):
+            return None
+        try:
+            return int(data.strip() or b"-1")
+        except ValueError:
+            return None
 
     def running(self, queue: str) -> list[tuple[Marker, str]]:
         """The running markers of `queue` as (marker, worker)."""
@@ -824,11 +856,14 @@ class Store:
                 continue
         return out
 
-    def rescue(self, queue: str, me: str) -> list[str]:
+    def rescue(self, queue: str, me: str, lease: float | None = None) -> list[str]:
         """
-        Put back into pending the running jobs of workers that are dead: their
-        lock file can be locked, so no process holds it. Returns the job ids.
-        Rescue bumps the epoch, which fences a zombie owner out of the job.
+        Put back into pending the running jobs of workers that are gone. Returns
+        the job ids. A worker is gone when its lock file can be locked (its
+        process died: the kernel dropped the lock), or, with a `lease`, when its
+        heartbeat counter has not moved for `lease` seconds of *this* process's
+        monotonic clock (a frozen process or host keeps its lock). Rescue bumps
+        the epoch, which fences the old owner out of the job.
         """
         by_worker: dict[str, list[Marker]] = {}
         for marker, worker in self.running(queue):
@@ -841,15 +876,34 @@ class Store:
             if fd is None:
                 continue
             try:
-                if not _durable.try_lock(fd):
+                dead = _durable.try_lock(fd)
+                if not dead and not (lease is not None and self._lease_expired(worker, lease)):
                     continue  # alive
+                logger.warning(
+                    "worker %s is %s: rescuing %d jobs",
+                    worker,
+                    "dead" if dead else f"silent for {lease} s",
+                    len(markers),
+                )
                 for marker in markers:
                     if self._rescue_one(queue, marker, worker, me):
                         rescued.append(marker.job_id)
-                _durable.unlink_quiet(wfd, f"{worker}.lock")
+                if dead:
+                    _durable.unlink_quiet(wfd, f"{worker}.hb")
+                    _durable.unlink_quiet(wfd, f"{worker}.lock")
             finally:
                 os.close(fd)
         return rescued
+
+    def _lease_expired(self, worker: str, lease: float) -> bool:
+        """True once `worker`'s heartbeat has not changed for `lease` s, as observed here."""
+        value = self.read_heartbeat(worker)
+        now = self.clock.monotonic()
+        seen = self._heartbeats.get(worker)
+        if seen is None or seen[0] != value:
+            self._heartbeats[worker] = (value, now)
+            return False
+        return now - seen[1] >= lease
 
     def _rescue_one(self, queue: str, marker: Marker, worker: str, me: str) -> bool:
         new = attrs.evolve(marker, epoch=marker.epoch + 1)
@@ -967,6 +1021,19 @@ class Store:
 
     def get(self, job_id: str) -> JobState:
         """The current state of a job; JobNotFound if no published job has this id."""
+        found = self._find(job_id)
+        if isinstance(found, JobState):
+            return found
+        spec, segments, location = found
+        queue = typing.cast(str, spec["queue"])
+        read_result = functools.partial(self._read_result_file, job_id)
+        return build_state(job_id, queue, spec, segments, location, read_result)
+
+    def _find(self, job_id: str) -> tuple[dict[str, JSON], Segments, Location] | JobState:
+        """
+        The job's spec, journal and marker location; or, for a job whose own files
+        are unreadable, what its final directory says. JobNotFound if neither.
+        """
         _names.check_job_id(job_id)
         deadline = time.monotonic() + self.staleness  # real time: content lag is real
         tries = 0
@@ -981,14 +1048,7 @@ class Store:
                     if location is not None:
                         logger.info("job %s found by a slow scan", job_id)
                 if location is not None:
-                    return build_state(
-                        job_id,
-                        queue,
-                        spec,
-                        segments,
-                        location,
-                        functools.partial(self._read_result_file, job_id),
-                    )
+                    return spec, segments, location
             elif tries >= 2:
                 # No readable spec: the job may have been quarantined for exactly that.
                 final = self._find_final(job_id)
@@ -998,6 +1058,75 @@ class Store:
             if tries > 2 and time.monotonic() >= deadline:
                 raise JobNotFound(job_id)
             time.sleep(min(0.05, 0.002 * 2**tries))
+
+    # -- cancel -------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """
+        Cancel a job. A waiting or pending job is renamed straight into
+        ``cancelled/`` (one winner against a claim) and never runs. For a running
+        job, a ``cancel`` file asks its owner to stop (it checks at claim and while
+        it runs); RUNNING is returned. A final job is left as it is; its status is
+        returned.
+        """
+        for _ in range(100):
+            found = self._find(job_id)
+            if isinstance(found, JobState):
+                return found.status
+            spec, _segments, location = found
+            queue = typing.cast(str, spec["queue"])
+            marker = location.marker
+            if location.where == _names.RUNNING:
+                self._request_cancel(job_id)
+                return JobStatus.RUNNING
+            if marker is None:
+                return JobStatus(location.where)
+            src = self._marker_parts(queue, location.where, marker)
+            dst = self._final_parts(queue, JobStatus.CANCELLED, job_id)
+            if self._move(src, marker.name, dst, job_id):
+                self._record_cancel(queue, attrs.evolve(marker, epoch=marker.epoch + 1), dst)
+                return JobStatus.CANCELLED
+            # Claimed (or promoted) meanwhile: look again.
+        raise StoreError(f"job {job_id} kept moving while being cancelled")
+
+    def _record_cancel(self, queue: str, marker: Marker, dst: Parts) -> None:
+        """The winner of a cancel rename opens the next epoch with a `cancelled` record."""
+        record = _now_record(
+            RecordType.CANCELLED,
+            self.clock.now(),
+            attempt=marker.attempt,
+            max_attempts=marker.max_attempts,
+            marker=self._path(dst, marker.job_id),
+        )
+        with self.dirs.open(self._job_parts(marker.job_id, _names.JOURNAL)) as jfd:
+            fd = _open_segment_at(jfd, marker.epoch)
+            try:
+                _durable.append(fd, journal.encode(record), sync=self.durable)
+            finally:
+                os.close(fd)
+            if self.durable:
+                _durable.fsync_dir(jfd)
+
+    def _request_cancel(self, job_id: str) -> None:
+        with self.dirs.open(self._job_parts(job_id)) as fd:
+            try:
+                _durable.create_empty(fd, _names.CANCEL)
+            except FileExistsError:
+                return
+            if self.durable:
+                _durable.fsync_dir(fd)
+
+    def cancel_requested(self, job_ids: Iterable[str]) -> set[str]:
+        """Which of these jobs have a cancel request."""
+        out = set()
+        for job_id in job_ids:
+            if self._exists(self._job_parts(job_id), _names.CANCEL):
+                out.add(job_id)
+        return out
+
+    def owned(self, queue: str, me: str) -> set[str]:
+        """Ids of the jobs whose running markers in `queue` name worker `me`."""
+        return {marker.job_id for marker, worker in self.running(queue) if worker == me}
 
     def _find_final(self, job_id: str) -> tuple[str, JobStatus] | None:
         """The queue and final status of a job, looked up in every queue."""

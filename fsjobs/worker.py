@@ -17,6 +17,7 @@ import logging
 import math
 import signal
 import threading
+import time
 import traceback
 import typing
 from collections import deque
@@ -29,7 +30,7 @@ from .errors import ResultNotSerializable, Retry, UnknownTask
 from .journal import dumps
 from .model import DEFAULT_BACKOFF, MAX_RESULT_BYTES, ErrorInfo, JobStatus, to_json_result
 from .queue import Queue, _Waker, io_pool, signals
-from .store import Claim, Outcome
+from .store import Claim, Outcome, Store
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Worker:
         poll_interval: float = 0.01,
         max_poll_interval: float = 0.5,
         rescue_interval: float = 1.0,
+        lease: float = 30.0,
         grace_period: float = 30.0,
         allow_import: Sequence[str] = (),
         handle_signals: bool = True,
@@ -81,11 +83,18 @@ class Worker:
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.rescue_interval = rescue_interval
+        if not lease > 0:
+            raise ValueError("lease must be positive")
+        self.lease = lease
         self.grace_period = grace_period
         self.allow_import = tuple(allow_import)
         self.handle_signals = handle_signals
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._running: dict[asyncio.Task[None], Claim] = {}
+        #: why a running task was cancelled, by job id: "cancel" or "fenced" (else: shutdown)
+        self._stop_reasons: dict[str, str] = {}
+        self._finishing: set[str] = set()
+        self._heartbeat: _Heartbeat | None = None
         self._stopping = False
         self._waker: _Waker | None = None
         self.ran = 0
@@ -126,22 +135,31 @@ class Worker:
         )
         self._waker = waker = _Waker()
         signals.on_push(self.queue.root, waker)
-        lock_fd = await self.queue.io(self.store.register_worker, self.id)
+        lock_fd, hb_fd = await self.queue.io(self.store.register_worker, self.id)
+        self._heartbeat = heartbeat = _Heartbeat(self.store, hb_fd, self.lease / 6)
+        heartbeat.start()
         started = self.clock.monotonic()
         installed = self._install_signals() if not until_empty else []
         logger.info("worker %s serving %s under %s", self.id, self.queues, self.queue.root)
         listings: dict[str, deque[str]] = {q: deque() for q in self.queues}
         listed_at: dict[str, float] = dict.fromkeys(self.queues, -math.inf)
-        last_rescue = -math.inf
+        last_rescue = last_check = -math.inf
+        check_interval = min(0.5, self.lease / 6)
         delay = self.poll_interval
         try:
             while not self._stopping:
                 now = self.clock.monotonic()
                 if now - last_rescue >= self.rescue_interval:
                     for q in self.queues:
-                        await self.queue.io(self.store.rescue, q, self.id)
+                        await self.queue.io(self.store.rescue, q, self.id, self.lease)
                     last_rescue = now
-                claimed = await self._fill(listings, listed_at)
+                if self._running and time.monotonic() - last_check >= check_interval:
+                    await self._check_running()
+                    last_check = time.monotonic()
+                silent = heartbeat.silent_for()
+                if silent > 2 * self.lease / 3:
+                    self._fence_all(silent)
+                claimed = 0 if silent > self.lease / 2 else await self._fill(listings, listed_at)
                 if until_empty and not claimed and not self._running:
                     pause = await self._idle_pause(wait_scheduled, max_wait, started)
                     if pause is None:
@@ -156,8 +174,9 @@ class Worker:
             for sig in installed:
                 asyncio.get_running_loop().remove_signal_handler(sig)
             await self._shutdown()
-            await self.queue.io(self.store.unregister_worker, self.id, lock_fd)
-            self._waker = None
+            await self.queue.io(heartbeat.stop)
+            await self.queue.io(self.store.unregister_worker, self.id, lock_fd, hb_fd)
+            self._waker = self._heartbeat = None
 
     async def _idle_pause(
         self, wait_scheduled: bool, max_wait: float | None, started: float
@@ -245,6 +264,42 @@ class Worker:
         assert claim is not None
         io_pool().submit(self.store.finish, claim, Outcome(JobStatus.PENDING))
 
+    async def _check_running(self) -> None:
+        """Stop tasks whose job was rescued away from us, or whose cancel was requested."""
+        claims = {c.job_id: (t, c) for t, c in self._running.items()}
+        owned, cancels = await self.queue.io(self._running_status, list(claims))
+        for job_id, (task, claim) in claims.items():
+            if job_id in self._finishing or job_id in self._stop_reasons:
+                continue
+            if job_id not in owned.get(claim.queue, set()):
+                logger.warning(
+                    "job %s was taken from worker %s (fenced): stopping it", job_id, self.id
+                )
+                self._stop(task, job_id, "fenced")
+            elif job_id in cancels:
+                logger.info("job %s: cancel requested; stopping it", job_id)
+                self._stop(task, job_id, "cancel")
+
+    def _running_status(self, job_ids: list[str]) -> tuple[dict[str, set[str]], set[str]]:
+        owned = {q: self.store.owned(q, self.id) for q in self.queues}
+        return owned, self.store.cancel_requested(job_ids)
+
+    def _stop(self, task: asyncio.Task[None], job_id: str, reason: str) -> None:
+        self._stop_reasons[job_id] = reason
+        task.cancel()
+
+    def _fence_all(self, silent: float) -> None:
+        """Our heartbeat has failed for 2/3 of the lease: others may rescue our jobs now."""
+        for task, claim in list(self._running.items()):
+            if claim.job_id not in self._stop_reasons:
+                logger.error(
+                    "worker %s: no heartbeat for %.1f s: giving up job %s without writing",
+                    self.id,
+                    silent,
+                    claim.job_id,
+                )
+                self._stop(task, claim.job_id, "fenced")
+
     def _start(self, claim: Claim) -> None:
         task = asyncio.create_task(self._execute(claim), name=f"fsjobs:{claim.job_id}")
         self._running[task] = claim
@@ -296,17 +351,25 @@ class Worker:
         try:
             outcome = await self._attempt(claim, progress)
         except asyncio.CancelledError:
-            # The worker is stopping: give the job back without using up an attempt.
-            outcome = Outcome(JobStatus.PENDING)
+            reason = self._stop_reasons.pop(claim.job_id, "shutdown")
+            if reason == "fenced":  # the job is someone else's now: write nothing
+                await self.queue.io(self.store.release, claim)
+                return
+            # Cancelled on request; or the worker is stopping: give the job back
+            # without using up an attempt.
+            outcome = Outcome(JobStatus.CANCELLED if reason == "cancel" else JobStatus.PENDING)
         except Exception as exc:  # preparing the attempt failed (e.g. an unreadable upload)
             logger.exception("job %s could not be started", claim.job_id)
             outcome = self._retry_or_end(claim, exc, JobStatus.FAILED, None)
-        await progress.flush()
+        self._finishing.add(claim.job_id)
         try:
+            await progress.flush()
             await self.queue.io(self.store.finish, claim, outcome)
         except Exception:  # the store has put the job back in pending
             logger.exception("worker %s could not record the end of job %s", self.id, claim.job_id)
             return
+        finally:
+            self._finishing.discard(claim.job_id)
         if outcome.status is not JobStatus.PENDING:
             self.ran += 1
         signals.finished(self.queue.root, claim.job_id)
@@ -314,6 +377,8 @@ class Worker:
     async def _attempt(self, claim: Claim, progress: _ProgressWriter) -> Outcome:
         job = claim.job
         assert job is not None
+        if claim.cancel_requested:
+            return Outcome(JobStatus.CANCELLED)
         if not claim.runnable:
             return Outcome(
                 JobStatus.FAILED,
@@ -427,6 +492,42 @@ class Worker:
             info.message,
         )
         return Outcome(final, error=info)
+
+
+class _Heartbeat(threading.Thread):
+    """
+    Bumps the worker's heartbeat counter every `interval` seconds from its own
+    thread, so a busy event loop is not mistaken for a frozen worker. Remembers
+    when the last beat that reached the disk *started*: the worker fences
+    itself when that is too long ago (DESIGN.md §4.5).
+    """
+
+    def __init__(self, store: Store, fd: int, interval: float) -> None:
+        super().__init__(name="fsjobs-heartbeat", daemon=True)
+        self.store = store
+        self.fd = fd
+        self.interval = interval
+        self.last_ok = time.monotonic()
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        counter = 0
+        while not self._done.wait(self.interval):
+            counter += 1
+            started = time.monotonic()
+            try:
+                self.store.beat(self.fd, counter)
+            except OSError:
+                logger.exception("heartbeat failed")
+                continue
+            self.last_ok = started
+
+    def silent_for(self) -> float:
+        return time.monotonic() - self.last_ok
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
 
 
 class _Deadline:

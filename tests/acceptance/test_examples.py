@@ -67,6 +67,12 @@ EXPECTED: dict[str, list[str]] = {
         r"^outputs: \['summary\.txt', 'thumbnail\.bin'\]$",
         r"^notes: taken at dawn$",
     ],
+    "cancel.py": [
+        r"^cancel before it starts: True$",
+        r"^  async task: cleaning up after CancelledError$",
+        r"^cancel a running sync task: True$",
+        r": cancelled, attempts=0$",
+    ],
     "multiprocess_workers.py": [
         r"^all 12 jobs completed: \[0, 1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121\]$",
         r"^the job was rescued and completed on worker \d+, attempt 2 of 3$",
@@ -77,7 +83,7 @@ EXPECTED: dict[str, list[str]] = {
 
 def test_there_are_examples() -> None:
     """The glob finds the examples (an empty parametrisation would pass silently)."""
-    assert len(EXAMPLES) >= 11
+    assert len(EXAMPLES) >= 12
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])

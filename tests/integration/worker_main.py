@@ -1,7 +1,7 @@
 """
 A worker process for the integration tests::
 
-    python -m tests.integration.worker_main ROOT [--concurrency N] [--queues Q ...]
+    python -m tests.integration.worker_main ROOT [--concurrency N] [--queues Q ...] [--lease S]
 
 It registers the tasks of `tests.integration.tasks` and runs a `Worker` until
 SIGTERM (or SIGINT), which the Worker itself handles: it stops claiming, lets
@@ -32,11 +32,11 @@ def _remember(signum: int, frame: object) -> None:
     _early_signal = True
 
 
-async def serve(root: str, queues: list[str], concurrency: int) -> None:
+async def serve(root: str, queues: list[str], concurrency: int, lease: float) -> None:
     queue = fsjobs.Queue(root, name=queues[0])
     try:
         tasks.register(queue)
-        worker = fsjobs.Worker(queue, queues=queues, concurrency=concurrency)
+        worker = fsjobs.Worker(queue, queues=queues, concurrency=concurrency, lease=lease)
         run = asyncio.ensure_future(worker.run())
         while not run.done():
             if _early_signal:
@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("root")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--queues", nargs="+", default=["default"])
+    parser.add_argument("--lease", type=float, default=30.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(process)d %(message)s")
-    asyncio.run(serve(args.root, args.queues, args.concurrency))
+    asyncio.run(serve(args.root, args.queues, args.concurrency, args.lease))
 
 
 if __name__ == "__main__":

@@ -523,26 +523,26 @@ def test_progress_is_visible_while_running(store: Store) -> None:
 
 def test_worker_id_cannot_be_registered_twice(store: Store) -> None:
     """A live worker's id is refused to a second registration."""
-    fd = store.register_worker("worker-a")
+    fd, hb = store.register_worker("worker-a")
     try:
         with pytest.raises(StoreError):
             store.register_worker("worker-a")
     finally:
-        store.unregister_worker("worker-a", fd)
-    store.unregister_worker("worker-a", store.register_worker("worker-a"))
+        store.unregister_worker("worker-a", fd, hb)
+    store.unregister_worker("worker-a", *store.register_worker("worker-a"))
 
 
 def test_rescue_leaves_a_live_workers_job_alone(store: Store) -> None:
     """A job whose worker still holds its lock is not rescued."""
     job_id = push(store, Job(func=FUNC))
-    fd = store.register_worker("worker-a")
+    fd, hb = store.register_worker("worker-a")
     claim = claim_next(store, "worker-a")
     try:
         assert store.rescue(Q, "worker-b") == []
         assert store.get(job_id).status is JobStatus.RUNNING
         assert store.finish(claim, Outcome(JobStatus.COMPLETED, result=1))
     finally:
-        store.unregister_worker("worker-a", fd)
+        store.unregister_worker("worker-a", fd, hb)
     assert store.get(job_id).status is JobStatus.COMPLETED
 
 
@@ -551,9 +551,10 @@ def test_rescue_puts_a_dead_workers_job_back_with_same_attempts(
 ) -> None:
     """A dead worker's job goes back to pending with its attempt count kept and the epoch bumped."""
     job_id = push(store, Job(func=FUNC, max_attempts=3))
-    fd = store.register_worker("worker-a")
+    fd, hb = store.register_worker("worker-a")
     claim = claim_next(store, "worker-a")
     os.close(fd)  # worker-a dies: its lock is released
+    os.close(hb)
     try:
         assert store.rescue(Q, "worker-b") == [job_id]
         state = store.get(job_id)
@@ -580,9 +581,10 @@ def test_rescue_puts_a_dead_workers_job_back_with_same_attempts(
 def test_finish_after_rescue_is_fenced(store: Store, root: pathlib.Path, outcome: Outcome) -> None:
     """A rescued worker's late finish returns False and changes nothing anyone can see."""
     job_id = push(store, Job(func=FUNC, max_attempts=2))
-    fd = store.register_worker("worker-a")
+    fd, hb = store.register_worker("worker-a")
     claim = claim_next(store, "worker-a")
     os.close(fd)
+    os.close(hb)
     assert store.rescue(Q, "worker-b") == [job_id]
     before = store.get(job_id)
     markers_before = files(root / "queues")
@@ -595,9 +597,10 @@ def test_finish_after_rescue_is_fenced(store: Store, root: pathlib.Path, outcome
 def test_lost_last_attempt_is_not_runnable(store: Store) -> None:
     """A rescued job whose last attempt was lost is claimed as not runnable, attempts unchanged."""
     job_id = push(store, Job(func=FUNC, max_attempts=1))
-    fd = store.register_worker("worker-a")
+    fd, hb = store.register_worker("worker-a")
     claim = claim_next(store, "worker-a")
     os.close(fd)
+    os.close(hb)
     store.release(claim)
     assert store.rescue(Q, "worker-b") == [job_id]
     assert store.get(job_id).attempts == 1
@@ -614,9 +617,10 @@ async def test_lost_last_attempt_fails_with_worker_lost(root: pathlib.Path) -> N
     """A worker that claims a job whose last attempt died with its worker fails it as WorkerLost."""
     store = Store(root, staleness=0)
     job_id = push(store, Job(func="tests.unit.test_store.never_registered", max_attempts=1))
-    fd = store.register_worker("worker-a")
+    fd, hb = store.register_worker("worker-a")
     claim = claim_next(store, "worker-a")
     os.close(fd)
+    os.close(hb)
     store.release(claim)
     store.close()
     queue = fsjobs.Queue(root, staleness=0)
