@@ -69,6 +69,13 @@ async def main(root: str) -> None:
         except fsjobs.JobFailed as exc:
             print(f"  result() raised JobFailed: {exc}")
 
+    # A failed job can be run again by hand: the same job, a new attempt, its history kept.
+    state = await queue.retry(ids[2], more_attempts=1)
+    print(f"retried by hand: {state.status.value}, attempts {state.attempts}/{state.max_attempts}")
+    await fsjobs.Worker(queue).run_until_empty()
+    state = await queue.get(ids[2])
+    print(f"after the manual retry: {state.status.value} after {state.attempts} attempts")
+
 
 if __name__ == "__main__":
     if len(sys.argv) > 1:

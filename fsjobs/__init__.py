@@ -24,6 +24,7 @@ from .errors import Retry as Retry
 from .errors import StoreError as StoreError
 from .errors import StoreFull as StoreFull
 from .errors import UniqueKeyBusy as UniqueKeyBusy
+from .errors import UniqueKeyConflict as UniqueKeyConflict
 from .errors import UnknownTask as UnknownTask
 from .errors import WaitTimeout as WaitTimeout
 from .model import Backoff as Backoff
@@ -65,6 +66,7 @@ __all__ = [
     "StoreFull",
     "Task",
     "UniqueKeyBusy",
+    "UniqueKeyConflict",
     "UnknownTask",
     "WaitTimeout",
     "Worker",

@@ -13,6 +13,7 @@ built-in, from that built-in too::
     ├── JobCancelled                     the job ended cancelled (carries the state)
     ├── WaitTimeout (TimeoutError)       wait()/watch() gave up before the job ended
     ├── UniqueKeyBusy                    another push of the same unique key is still staging
+    ├── UniqueKeyConflict                retry(): the key now belongs to another unfinished job
     ├── PushError                        push_many() failed part-way (carries published_ids)
     ├── ResultNotSerializable (TypeError)  a task returned something that is not JSON
     ├── StoreError (OSError)             the directory could not be used as asked
@@ -86,6 +87,10 @@ class WaitTimeout(FsJobsError, TimeoutError):
 
 class UniqueKeyBusy(FsJobsError):
     """Another push with the same unique key is still in progress; try again."""
+
+
+class UniqueKeyConflict(FsJobsError):
+    """The job's unique key belongs to another unfinished job; the job was left as it was."""
 
 
 class PushError(FsJobsError):

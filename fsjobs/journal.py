@@ -42,6 +42,7 @@ class RecordType(enum.StrEnum):
     TIMED_OUT = "timed_out"
     RETRYING = "retrying"
     CANCELLED = "cancelled"
+    RETRIED = "retried"
     CORRUPT = "corrupt"
     PROGRESS = "progress"
 

@@ -277,6 +277,17 @@ class Queue:
             return False
         return False  # pragma: no cover - watch() always ends with a final state
 
+    async def retry(self, job_id: str, more_attempts: int = 1) -> JobState:
+        """
+        Run a failed, timed-out or cancelled job again, with `more_attempts` more
+        attempts (its history is kept; it is a new epoch of the same job). Raises
+        InvalidJob for a job in another state, and UniqueKeyConflict if its unique
+        key now belongs to another unfinished job. Returns the new state.
+        """
+        await self.io(self.store.retry, job_id, more_attempts)
+        signals.pushed(self.root)
+        return await self.get(job_id)
+
     async def list_jobs(
         self,
         status: JobStatus | str | None = None,

@@ -47,6 +47,7 @@ from .errors import (
     StoreError,
     StoreFull,
     UniqueKeyBusy,
+    UniqueKeyConflict,
 )
 from .journal import JSON, Record, RecordType
 from .model import (
@@ -378,7 +379,7 @@ class Store:
                     owner = self._read_generation(key_fd, gens[-1])
                     if owner is not None:
                         owner_id, owner_staging = owner
-                        if owner_id == job_id:
+                        if owner == (job_id, staging):  # our own link (or its retransmission)
                             return job_id
                         state = self._owner_state(owner_id, owner_staging)
                         if state == "live":
@@ -1084,28 +1085,11 @@ class Store:
             src = self._marker_parts(queue, location.where, marker)
             dst = self._final_parts(queue, JobStatus.CANCELLED, job_id)
             if self._move(src, marker.name, dst, job_id):
-                self._record_cancel(queue, attrs.evolve(marker, epoch=marker.epoch + 1), dst)
+                cancelled = attrs.evolve(marker, epoch=marker.epoch + 1)
+                self._open_epoch(cancelled, RecordType.CANCELLED, self._path(dst, job_id))
                 return JobStatus.CANCELLED
             # Claimed (or promoted) meanwhile: look again.
         raise StoreError(f"job {job_id} kept moving while being cancelled")
-
-    def _record_cancel(self, queue: str, marker: Marker, dst: Parts) -> None:
-        """The winner of a cancel rename opens the next epoch with a `cancelled` record."""
-        record = _now_record(
-            RecordType.CANCELLED,
-            self.clock.now(),
-            attempt=marker.attempt,
-            max_attempts=marker.max_attempts,
-            marker=self._path(dst, marker.job_id),
-        )
-        with self.dirs.open(self._job_parts(marker.job_id, _names.JOURNAL)) as jfd:
-            fd = _open_segment_at(jfd, marker.epoch)
-            try:
-                _durable.append(fd, journal.encode(record), sync=self.durable)
-            finally:
-                os.close(fd)
-            if self.durable:
-                _durable.fsync_dir(jfd)
 
     def _request_cancel(self, job_id: str) -> None:
         with self.dirs.open(self._job_parts(job_id)) as fd:
@@ -1115,6 +1099,97 @@ class Store:
                 return
             if self.durable:
                 _durable.fsync_dir(fd)
+
+    # -- retry --------------------------------------------------------------------
+
+    def retry(self, job_id: str, more_attempts: int = 1) -> None:
+        """
+        Re-open a failed, timed-out or cancelled job as a new epoch with
+        `more_attempts` more attempts. One rename out of its final directory
+        decides among concurrent retries. A job with a unique key first takes the
+        key back (UniqueKeyConflict if another unfinished job holds it; the job
+        then stays final). A retry never deletes a job: if it fails, the job is
+        still final.
+        """
+        if isinstance(more_attempts, bool) or not 1 <= more_attempts <= _names.MAX_ATTEMPTS_LIMIT:
+            raise InvalidJob(f"more_attempts must be 1..{_names.MAX_ATTEMPTS_LIMIT}")
+        found = self._find(job_id)
+        if isinstance(found, JobState):
+            raise InvalidJob(
+                f"job {job_id} is {found.status.value} and cannot be read: not retried"
+            )
+        spec, segments, location = found
+        queue = typing.cast(str, spec["queue"])
+        status = JobStatus(location.where) if location.where in _FINAL_VALUES else None
+        if status not in _RETRYABLE:
+            raise InvalidJob(
+                f"job {job_id} is {location.where}: only failed, timed-out or cancelled jobs "
+                "can be retried"
+            )
+        assert status is not None
+        state = build_state(job_id, queue, spec, segments, location, lambda _: None)
+        epoch = max(e for e, _ in segments) + 1
+        new = Marker(
+            state.priority,
+            to_ms(self.clock.now()),
+            job_id,
+            epoch,
+            state.attempts,
+            min(state.attempts + more_attempts, _names.MAX_ATTEMPTS_LIMIT),
+        )
+        final = self._final_parts(queue, status, job_id)
+        tmp_fd = self.dirs.cached((_names.TMP,))
+        staging = f"retry.{job_id}.{secrets.token_hex(6)}"
+        _durable.create_empty(tmp_fd, staging)
+        lock_fd = os.open(staging, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmp_fd)
+        try:
+            if not _durable.try_lock(lock_fd):
+                raise StoreError(f"staging file {staging} is locked by someone else")
+            key = state.unique_key
+            if key is not None:
+                owner = self._take_key(key, job_id, queue, staging)
+                if owner != job_id:
+                    raise UniqueKeyConflict(
+                        f"job {job_id} was not retried: its unique key {key!r} now belongs to "
+                        f"unfinished job {owner}"
+                    )
+            self._retire_cancel_request(job_id, epoch)
+            pending = self._marker_parts(queue, _names.PENDING, new)
+            if not self._move(final, job_id, pending, new.name):
+                logger.info("job %s was retried (or removed) by someone else meanwhile", job_id)
+                return
+            self._open_epoch(new, RecordType.RETRIED, self._path(pending, new.name))
+        finally:
+            _durable.unlink_quiet(tmp_fd, staging)
+            os.close(lock_fd)
+
+    def _retire_cancel_request(self, job_id: str, epoch: int) -> None:
+        """A retried job must not be cancelled again by an old request: rename it aside."""
+        with self.dirs.open(self._job_parts(job_id)) as fd:
+            try:
+                os.rename(
+                    _names.CANCEL, f"{_names.CANCEL}.{epoch:06d}.done", src_dir_fd=fd, dst_dir_fd=fd
+                )
+            except FileNotFoundError:
+                pass
+
+    def _open_epoch(self, marker: Marker, kind: RecordType, marker_path: str) -> None:
+        """As the winner of the rename that opened `marker.epoch`, write its first record."""
+        record = _now_record(
+            kind,
+            self.clock.now(),
+            attempt=marker.attempt,
+            max_attempts=marker.max_attempts,
+            marker=marker_path,
+        )
+        with self.dirs.open(self._job_parts(marker.job_id, _names.JOURNAL)) as jfd:
+            fd = _open_segment_at(jfd, marker.epoch)
+            try:
+                _durable.append(fd, journal.encode(record), sync=self.durable)
+            finally:
+                os.close(fd)
+            if self.durable:
+                _durable.fsync_dir(jfd)
 
     def cancel_requested(self, job_ids: Iterable[str]) -> set[str]:
         """Which of these jobs have a cancel request."""
@@ -1190,6 +1265,9 @@ class Store:
                 out[JobStatus.SCHEDULED if first else JobStatus.RETRYING] += 1
         return out
 
+
+_FINAL_VALUES = frozenset(s.value for s in JobStatus if s.is_final)
+_RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED})
 
 #: Errors that mean a job's own files are unusable: quarantine it, never crash.
 _CORRUPTION = (

@@ -91,8 +91,8 @@ class Worker:
         self.handle_signals = handle_signals
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._running: dict[asyncio.Task[None], Claim] = {}
-        #: why a running task was cancelled, by job id: "cancel" or "fenced" (else: shutdown)
-        self._stop_reasons: dict[str, str] = {}
+        #: why a running task was cancelled: "cancel" or "fenced" (otherwise: shutdown)
+        self._stop_reasons: dict[asyncio.Task[None], str] = {}
         self._finishing: set[str] = set()
         self._heartbeat: _Heartbeat | None = None
         self._stopping = False
@@ -269,41 +269,45 @@ class Worker:
         claims = {c.job_id: (t, c) for t, c in self._running.items()}
         owned, cancels = await self.queue.io(self._running_status, list(claims))
         for job_id, (task, claim) in claims.items():
-            if job_id in self._finishing or job_id in self._stop_reasons:
-                continue
+            if task.done() or task in self._stop_reasons or job_id in self._finishing:
+                continue  # ended while we looked, being stopped, or publishing its outcome
             if job_id not in owned.get(claim.queue, set()):
                 logger.warning(
                     "job %s was taken from worker %s (fenced): stopping it", job_id, self.id
                 )
-                self._stop(task, job_id, "fenced")
+                self._stop(task, "fenced")
             elif job_id in cancels:
                 logger.info("job %s: cancel requested; stopping it", job_id)
-                self._stop(task, job_id, "cancel")
+                self._stop(task, "cancel")
 
     def _running_status(self, job_ids: list[str]) -> tuple[dict[str, set[str]], set[str]]:
         owned = {q: self.store.owned(q, self.id) for q in self.queues}
         return owned, self.store.cancel_requested(job_ids)
 
-    def _stop(self, task: asyncio.Task[None], job_id: str, reason: str) -> None:
-        self._stop_reasons[job_id] = reason
+    def _stop(self, task: asyncio.Task[None], reason: str) -> None:
+        self._stop_reasons[task] = reason
         task.cancel()
 
     def _fence_all(self, silent: float) -> None:
         """Our heartbeat has failed for 2/3 of the lease: others may rescue our jobs now."""
         for task, claim in list(self._running.items()):
-            if claim.job_id not in self._stop_reasons:
+            if task not in self._stop_reasons and not task.done():
                 logger.error(
                     "worker %s: no heartbeat for %.1f s: giving up job %s without writing",
                     self.id,
                     silent,
                     claim.job_id,
                 )
-                self._stop(task, claim.job_id, "fenced")
+                self._stop(task, "fenced")
 
     def _start(self, claim: Claim) -> None:
         task = asyncio.create_task(self._execute(claim), name=f"fsjobs:{claim.job_id}")
         self._running[task] = claim
-        task.add_done_callback(self._running.pop)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        self._stop_reasons.pop(task, None)
 
     async def _shutdown(self) -> None:
         if self._running:
@@ -351,7 +355,8 @@ class Worker:
         try:
             outcome = await self._attempt(claim, progress)
         except asyncio.CancelledError:
-            reason = self._stop_reasons.pop(claim.job_id, "shutdown")
+            current = asyncio.current_task()
+            reason = "shutdown" if current is None else self._stop_reasons.get(current, "shutdown")
             if reason == "fenced":  # the job is someone else's now: write nothing
                 await self.queue.io(self.store.release, claim)
                 return

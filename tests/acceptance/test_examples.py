@@ -38,6 +38,8 @@ EXPECTED: dict[str, list[str]] = {
         r"^examples\.retries\.poll: completed after 2/5$",
         r"^examples\.retries\.broken: failed after 2/2, last error ValueError: bad input$",
         r"result\(\) raised JobFailed",
+        r"^retried by hand: pending, attempts 2/3$",
+        r"^after the manual retry: failed after 3 attempts$",
     ],
     "unique_keys.py": [
         r"^second push: .*\(same job: True\)$",
