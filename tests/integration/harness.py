@@ -65,6 +65,7 @@ class Children:
         concurrency: int = 4,
         queues: tuple[str, ...] = ("default",),
         lease: float = 30.0,
+        grace: float = 30.0,
     ) -> subprocess.Popen[bytes]:
         return self.start(
             "tests.integration.worker_main",
@@ -73,6 +74,8 @@ class Children:
             str(concurrency),
             "--lease",
             str(lease),
+            "--grace",
+            str(grace),
             "--queues",
             *queues,
         )

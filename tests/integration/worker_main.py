@@ -32,11 +32,13 @@ def _remember(signum: int, frame: object) -> None:
     _early_signal = True
 
 
-async def serve(root: str, queues: list[str], concurrency: int, lease: float) -> None:
+async def serve(root: str, queues: list[str], concurrency: int, lease: float, grace: float) -> None:
     queue = fsjobs.Queue(root, name=queues[0])
     try:
         tasks.register(queue)
-        worker = fsjobs.Worker(queue, queues=queues, concurrency=concurrency, lease=lease)
+        worker = fsjobs.Worker(
+            queue, queues=queues, concurrency=concurrency, lease=lease, grace_period=grace
+        )
         run = asyncio.ensure_future(worker.run())
         while not run.done():
             if _early_signal:
@@ -55,9 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--queues", nargs="+", default=["default"])
     parser.add_argument("--lease", type=float, default=30.0)
+    parser.add_argument("--grace", type=float, default=30.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(process)d %(message)s")
-    asyncio.run(serve(args.root, args.queues, args.concurrency, args.lease))
+    asyncio.run(serve(args.root, args.queues, args.concurrency, args.lease, args.grace))
 
 
 if __name__ == "__main__":
