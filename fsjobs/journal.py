@@ -43,6 +43,7 @@ class RecordType(enum.StrEnum):
     RETRYING = "retrying"
     CANCELLED = "cancelled"
     RETRIED = "retried"
+    HELD = "held"
     CORRUPT = "corrupt"
     PROGRESS = "progress"
 

@@ -288,6 +288,21 @@ class Queue:
         signals.pushed(self.root)
         return await self.get(job_id)
 
+    async def hold(self, job_id: str) -> bool:
+        """
+        Hold a job that has not started: it stays in ``held/`` (keeping its unique
+        key) and does not run until `release`. False if it is running or final.
+        """
+        return await self.io(self.store.hold, job_id) is JobStatus.HELD
+
+    async def release(self, job_id: str) -> bool:
+        """Release a held job: it goes back to where it was held from. False if it was not held."""
+        status = await self.io(self.store.release_hold, job_id)
+        if status is None:
+            return False
+        signals.pushed(self.root)
+        return True
+
     async def list_jobs(
         self,
         status: JobStatus | str | None = None,

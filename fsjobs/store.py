@@ -1074,12 +1074,16 @@ class Store:
             found = self._find(job_id)
             if isinstance(found, JobState):
                 return found.status
-            spec, _segments, location = found
+            spec, segments, location = found
             queue = typing.cast(str, spec["queue"])
             marker = location.marker
             if location.where == _names.RUNNING:
                 self._request_cancel(job_id)
                 return JobStatus.RUNNING
+            if location.where == JobStatus.HELD.value:
+                if self._end_hold(queue, job_id, segments, JobStatus.CANCELLED):
+                    return JobStatus.CANCELLED
+                continue
             if marker is None:
                 return JobStatus(location.where)
             src = self._marker_parts(queue, location.where, marker)
@@ -1090,6 +1094,82 @@ class Store:
                 return JobStatus.CANCELLED
             # Claimed (or promoted) meanwhile: look again.
         raise StoreError(f"job {job_id} kept moving while being cancelled")
+
+    # -- hold -----------------------------------------------------------------------
+
+    def hold(self, job_id: str) -> JobStatus:
+        """
+        Park a waiting or pending job in ``held/``: one rename, won against any
+        claim. It keeps its unique key and does not run until `release_hold`.
+        Returns HELD, or the status of a job that could not be held (running or final).
+        """
+        for _ in range(100):
+            found = self._find(job_id)
+            if isinstance(found, JobState):
+                return found.status
+            spec, _segments, location = found
+            marker = location.marker
+            if location.where not in (_names.WAITING, _names.PENDING) or marker is None:
+                return _status_at(location)
+            queue = typing.cast(str, spec["queue"])
+            dst = self._final_parts(queue, JobStatus.HELD, job_id)
+            src = self._marker_parts(queue, location.where, marker)
+            if self._move(src, marker.name, dst, job_id):
+                held = attrs.evolve(marker, epoch=marker.epoch + 1)
+                path = self._path(dst, job_id)
+                self._open_epoch(held, RecordType.HELD, path, held_marker=marker.name)
+                return JobStatus.HELD
+        raise StoreError(f"job {job_id} kept moving while being held")
+
+    def release_hold(self, job_id: str) -> JobStatus | None:
+        """Put a held job back where it was held from: its new status; None if it was not held."""
+        for _ in range(100):
+            found = self._find(job_id)
+            if isinstance(found, JobState):
+                return None
+            spec, segments, location = found
+            if location.where != JobStatus.HELD.value:
+                return None
+            queue = typing.cast(str, spec["queue"])
+            status = self._end_hold(queue, job_id, segments, None)
+            if status is not None:
+                return status
+        raise StoreError(f"job {job_id} kept moving while being released")
+
+    def _end_hold(
+        self, queue: str, job_id: str, segments: Segments, to: JobStatus | None
+    ) -> JobStatus | None:
+        """
+        Move a held job to the final status `to`, or (None) back to where it was
+        held from. Returns its new status; None if someone else moved it first.
+        """
+        held = next(
+            (
+                r
+                for _, seg in reversed(segments)
+                for r in reversed(seg.records)
+                if r.type is RecordType.HELD
+            ),
+            None,
+        )
+        try:
+            old = Marker.parse(held.get_str("held_marker") or "") if held is not None else None
+        except ValueError:
+            old = None
+        if old is None or old.job_id != job_id:
+            raise StoreError(f"held job {job_id} has no readable 'held' record")
+        new = attrs.evolve(old, epoch=max(e for e, _ in segments) + 1)
+        if to is not None:
+            dst, name, kind, status = self._final_parts(queue, to, job_id), job_id, to.value, to
+        else:
+            where = _names.PENDING if new.ready_ms <= to_ms(self.clock.now()) else _names.WAITING
+            dst, name, kind = self._marker_parts(queue, where, new), new.name, "released"
+            status = _status_at(Location(where, new))
+        held_at = self._final_parts(queue, JobStatus.HELD, job_id)
+        if not self._move(held_at, job_id, dst, name):
+            return None
+        self._open_epoch(new, RecordType(kind), self._path(dst, name))
+        return status
 
     def _request_cancel(self, job_id: str) -> None:
         with self.dirs.open(self._job_parts(job_id)) as fd:
@@ -1173,7 +1253,9 @@ class Store:
             except FileNotFoundError:
                 pass
 
-    def _open_epoch(self, marker: Marker, kind: RecordType, marker_path: str) -> None:
+    def _open_epoch(
+        self, marker: Marker, kind: RecordType, marker_path: str, **extra: JSON
+    ) -> None:
         """As the winner of the rename that opened `marker.epoch`, write its first record."""
         record = _now_record(
             kind,
@@ -1181,6 +1263,7 @@ class Store:
             attempt=marker.attempt,
             max_attempts=marker.max_attempts,
             marker=marker_path,
+            **extra,
         )
         with self.dirs.open(self._job_parts(marker.job_id, _names.JOURNAL)) as jfd:
             fd = _open_segment_at(jfd, marker.epoch)
@@ -1264,6 +1347,14 @@ class Store:
                     continue
                 out[JobStatus.SCHEDULED if first else JobStatus.RETRYING] += 1
         return out
+
+
+def _status_at(location: Location) -> JobStatus:
+    """The status a marker's location means."""
+    if location.where == _names.WAITING:
+        attempt = location.marker.attempt if location.marker is not None else 0
+        return JobStatus.SCHEDULED if attempt == 0 else JobStatus.RETRYING
+    return JobStatus(location.where)
 
 
 _FINAL_VALUES = frozenset(s.value for s in JobStatus if s.is_final)

@@ -75,6 +75,13 @@ EXPECTED: dict[str, list[str]] = {
         r"^cancel a running sync task: True$",
         r": cancelled, attempts=0$",
     ],
+    "hold_and_retry.py": [
+        r"^hold: True, now held$",
+        r"^while held, the worker ran: \['nobody@example\.com'\]$",
+        r"^retry: pending, attempts 1 of 2$",
+        r"^ann@example\.com: completed after 1 attempt\(s\)$",
+        r"^nobody@example\.com: completed after 2 attempt\(s\)$",
+    ],
     "multiprocess_workers.py": [
         r"^all 12 jobs completed: \[0, 1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121\]$",
         r"^the job was rescued and completed on worker \d+, attempt 2 of 3$",
@@ -85,7 +92,7 @@ EXPECTED: dict[str, list[str]] = {
 
 def test_there_are_examples() -> None:
     """The glob finds the examples (an empty parametrisation would pass silently)."""
-    assert len(EXAMPLES) >= 12
+    assert len(EXAMPLES) >= 13
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
