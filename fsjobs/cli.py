@@ -9,6 +9,7 @@ Exit codes:
   1  the operation failed (an fsjobs error: bad input, unusable directory, ...)
   2  usage error (bad arguments)
   3  no such job
+  4  fsck found problems it did not repair
 """
 
 from __future__ import annotations
@@ -26,19 +27,21 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import FsJobsError, JobNotFound
+from .fsck import format_report, fsck
 from .journal import loads
 from .model import Job, JobState, JobStatus, converter
 from .queue import Queue
 from .worker import Worker
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_PROBLEMS = 0, 1, 2, 3, 4
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fsjobs",
         description="Background jobs in a directory of plain files.",
-        epilog="exit codes: 0 success, 1 operation failed, 2 usage error, 3 no such job",
+        epilog="exit codes: 0 success, 1 operation failed, 2 usage error, 3 no such job, "
+        "4 fsck found problems left unrepaired",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fsjobs {__version__}")
@@ -84,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("stats", help="jobs per queue and status")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("fsck", help="check the root against the format's invariants")
+    p.add_argument("--repair", action="store_true", help="also fix what can be fixed safely")
     p.add_argument("--json", action="store_true")
 
     sub.add_parser("demo", help="run a demo on a temporary directory")
@@ -204,10 +211,21 @@ async def _stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _fsck(args: argparse.Namespace) -> int:
+    queue = Queue(args.root)
+    report = await queue.io(fsck, queue.store, repair=args.repair)
+    if args.json:
+        print(json.dumps(converter.unstructure(report), indent=2))
+    else:
+        print(_printable(format_report(report)).replace("\\n", "\n"))
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
 _COMMANDS: dict[str, typing.Callable[[argparse.Namespace], typing.Coroutine[None, None, int]]] = {
     "worker": _worker,
     "push": _push,
     "show": _show,
     "ls": _ls,
     "stats": _stats,
+    "fsck": _fsck,
 }

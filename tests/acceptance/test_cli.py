@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -75,6 +76,19 @@ def test_push_work_show_ls_stats(root: pathlib.Path, cli_env: dict[str, str]) ->
 
     stats = json.loads(fsjobs(root, "stats", "--json", env=cli_env).stdout)
     assert stats == {"default": {"completed": 1, "failed": 1}}
+
+    checked = fsjobs(root, "fsck", env=cli_env)
+    assert (checked.returncode, checked.stdout.strip()) == (
+        0,
+        "fsck: 2 jobs, 2 markers, 0 problems (0 left)",
+    )
+    (root / "tmp" / "stray").mkdir(parents=True)
+    os.utime(root / "tmp" / "stray", (0, 0))
+    damaged = fsjobs(root, "fsck", "--json", env=cli_env)
+    assert damaged.returncode == 4
+    assert [p["kind"] for p in json.loads(damaged.stdout)["problems"]] == ["tmp-garbage"]
+    assert fsjobs(root, "fsck", "--repair", env=cli_env).returncode == 0
+    assert fsjobs(root, "fsck", env=cli_env).returncode == 0
 
 
 def test_errors_are_one_line_with_documented_exit_codes(

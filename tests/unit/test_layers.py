@@ -46,14 +46,15 @@ ALLOWED: dict[str, set[str]] = {
         "queue",
         "store",
     },
+    "fsck": {"_durable", "_ids", "_names", "_paths", "journal", "model", "store"},
     "testing": {"queue", "worker"},
     "_demo": {"context", "queue", "worker"},
-    "cli": {"__init__", "_demo", "errors", "journal", "model", "queue", "worker"},
+    "cli": {"__init__", "_demo", "errors", "fsck", "journal", "model", "queue", "worker"},
     "__main__": {"cli"},
     "__init__": {"context", "errors", "model", "queue", "tasks", "worker"},
 }
 #: The only modules that may open, rename, create or remove files.
-FILE_MODULES = {"store", "_durable", "_paths"}
+FILE_MODULES = {"store", "fsck", "_durable", "_paths"}
 # fmt: off
 OS_FILE_CALLS = {"open", "rename", "replace", "mkdir", "makedirs", "unlink", "remove", "rmdir",
                  "link", "symlink", "listdir", "scandir", "truncate", "ftruncate", "fsync"}
