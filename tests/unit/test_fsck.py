@@ -10,7 +10,7 @@ import time
 import pytest
 
 import fsjobs
-from fsjobs import JobStatus, _ids
+from fsjobs import JobStatus, _ids, _names
 from fsjobs.fsck import fsck
 from fsjobs.store import Outcome, Store
 
@@ -146,7 +146,7 @@ def test_a_final_job_without_its_record_gets_one(root: pathlib.Path, store: Stor
     """A final marker whose record a crash lost is reported; repair writes the record."""
     (job_id,) = push(store)
     (marker,) = root.glob(f"queues/default/pending/*/*/*/*{job_id}*")
-    day = root / "queues/default/failed" / time.strftime("%Y-%m-%d", time.gmtime())
+    day = root / "queues/default/failed" / _names.day_of(job_id)
     day.mkdir(parents=True, exist_ok=True)
     marker.rename(day / job_id)  # as if a crash came between the rename and the record
     assert kinds(fsck(store, settle=0)) == {"no-terminal-record": False}
