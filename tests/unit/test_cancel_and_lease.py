@@ -14,26 +14,9 @@ import pytest
 
 import fsjobs
 from fsjobs.store import Outcome, Store
+from fsjobs.testing import FakeClock
 
 HANG_GUARD = 60
-
-
-class StepClock:
-    """Wall and monotonic clocks that move only when told to."""
-
-    def __init__(self) -> None:
-        self.wall = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
-        self.mono = 1000.0
-
-    def now(self) -> dt.datetime:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.wall += dt.timedelta(seconds=seconds)
-        self.mono += seconds
 
 
 def unique(name: str) -> str:
@@ -183,7 +166,7 @@ def test_a_silent_heartbeat_is_rescued_after_the_lease_and_fenced(root: pathlib.
     A worker that holds its lock but stops beating (frozen) loses its job after the
     lease, measured on the rescuer's clock; its late finish is refused.
     """
-    clock = StepClock()
+    clock = FakeClock()
     store = Store(root, clock=clock)
     store.push_many([(fsjobs.Job(func="tests.cancel.frozen"), "default")])
     lock_fd, hb_fd = store.register_worker("frozen-1")

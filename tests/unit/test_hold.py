@@ -10,14 +10,11 @@ import pytest
 
 import fsjobs
 from fsjobs import JobStatus
+from fsjobs.testing import drain
 
 
 def name(tag: str) -> str:
     return f"tests.hold.{tag}.{uuid.uuid4().hex[:8]}"
-
-
-async def drain(queue: fsjobs.Queue) -> int:
-    return await fsjobs.Worker(queue, handle_signals=False).run_until_empty()
 
 
 @pytest.mark.asyncio

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
-import time
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,27 +11,10 @@ from hypothesis import strategies as st
 from fsjobs import Job
 from fsjobs._names import Marker
 from fsjobs.store import Store
+from fsjobs.testing import FakeClock
 
 Q = "default"
 FUNC = "tests.unit.test_ordering_property.nothing"
-
-
-class FakeClock:
-    """A wall clock that moves only when told; monotonic time moves with it (and with time)."""
-
-    def __init__(self, start: dt.datetime) -> None:
-        self._now = start
-        self._offset = 0.0
-
-    def now(self) -> dt.datetime:
-        return self._now
-
-    def monotonic(self) -> float:
-        return time.monotonic() + self._offset
-
-    def advance_ms(self, ms: int) -> None:
-        self._now += dt.timedelta(milliseconds=ms)
-        self._offset += ms / 1000
 
 
 def _to_ms(when: dt.datetime) -> int:
@@ -78,7 +60,7 @@ def test_jobs_are_claimed_in_model_order(
         store = Store(root, clock=clock, staleness=0, durable=False)
         try:
             for advance, batch in plan:
-                clock.advance_ms(advance)
+                clock.advance(0.001 * advance)
                 now = clock.now()
                 push_ms = _to_ms(now)
                 items = []
@@ -90,7 +72,7 @@ def test_jobs_are_claimed_in_model_order(
                     ready_at = push_ms if offset is None else max(push_ms, push_ms + offset)
                     latest = max(latest, ready_at)
                     model.append((prio, ready_at, len(model), job_id))
-            clock.advance_ms(latest - _to_ms(clock.now()) + 1000)
+            clock.advance(0.001 * (latest - _to_ms(clock.now()) + 1000))
             store.promote(Q)
             claimed = _drain(store)
         finally:
@@ -114,10 +96,10 @@ def test_only_due_jobs_are_ready(jobs_: list[tuple[int, int]]) -> None:
             due_at = dict(zip(ids, (o for _, o in jobs_), strict=True))
             elapsed = 0
             for step in sorted({o for _, o in jobs_}):
-                clock.advance_ms(step - elapsed - 1)
+                clock.advance(0.001 * (step - elapsed - 1))
                 store.promote(Q)
                 assert all(due_at[i] < step for i in _ready_ids(store))
-                clock.advance_ms(1)
+                clock.advance(0.001)
                 elapsed = step
                 store.promote(Q)
                 assert sorted(_ready_ids(store)) == sorted(i for i in ids if due_at[i] <= step)

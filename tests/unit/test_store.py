@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import os
 import pathlib
-import time
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
@@ -17,27 +16,10 @@ from fsjobs import FormatError, InvalidJob, Job, JobNotFound, JobStatus, StoreEr
 from fsjobs._names import Marker
 from fsjobs.model import ErrorInfo
 from fsjobs.store import Claim, Outcome, Store
+from fsjobs.testing import FakeClock
 
 Q = "default"
 FUNC = "tests.unit.test_store.nothing"
-
-
-class FakeClock:
-    """A wall clock that moves only when told; monotonic time moves with it (and with time)."""
-
-    def __init__(self, start: dt.datetime) -> None:
-        self._now = start
-        self._offset = 0.0
-
-    def now(self) -> dt.datetime:
-        return self._now
-
-    def monotonic(self) -> float:
-        return time.monotonic() + self._offset
-
-    def advance(self, seconds: float) -> None:
-        self._now += dt.timedelta(seconds=seconds)
-        self._offset += seconds
 
 
 @pytest.fixture
