@@ -86,7 +86,12 @@ def fsync_dir(fd: int) -> None:
 
 def read_file(dir_fd: int, name: str, limit: int) -> bytes:
     """Read a regular file (no symlink, no fifo), at most `limit` bytes or StoreError."""
-    fd = os.open(name, O_READ, dir_fd=dir_fd)
+    try:
+        fd = os.open(name, O_READ, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StoreError(f"{name!r} is a symlink: refused") from exc
+        raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -106,10 +106,13 @@ class _Checker:
 
     def run(self) -> Report:
         store = self.store
-        if self.repair:
-            for queue in store.queues():
+        for queue in store.queues():
+            if self.repair:
                 for job_id in store.rescue(queue, self.me):
                     self.report("stale-claim", job_id, "running job of a dead worker", True)
+            else:
+                for job_id in self.stale_claims(queue):
+                    self.report("stale-claim", job_id, "running job of a dead worker")
         for queue in store.queues():
             self.walk_queue(queue)
         jobs = self.walk_jobs()
@@ -119,6 +122,25 @@ class _Checker:
         self.check_workers()
         count = sum(len(v) for v in self.markers.values())
         return Report(tuple(self.problems), jobs, count)
+
+    def stale_claims(self, queue: str) -> list[str]:
+        """Running jobs whose worker's lock file is gone or can be locked (it is dead)."""
+        wfd = self.store.dirs.cached((_names.WORKERS,))
+        alive: dict[str, bool] = {}
+        stale = []
+        for marker, worker in self.store.running(queue):
+            if worker not in alive:
+                fd = _durable.open_lock_file(wfd, f"{worker}.lock", create=False)
+                if fd is None:
+                    alive[worker] = False
+                else:
+                    try:
+                        alive[worker] = not _durable.try_lock(fd)
+                    finally:
+                        os.close(fd)
+            if not alive[worker]:
+                stale.append(marker.job_id)
+        return stale
 
     # -- markers ------------------------------------------------------------------
 
