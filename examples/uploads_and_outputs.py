@@ -8,7 +8,8 @@ Uploads and outputs: files in, files out.
 before the job becomes visible. A running task finds them in ``ctx.uploads``
 (name -> Path); a parameter named like an upload receives its bytes. Files the
 task writes into ``ctx.output_dir`` stay in the job's folder, one directory per
-attempt: ``jobs/<s>/<id>/attempts/<epoch>/outputs/``.
+attempt: ``jobs/<s>/<id>/attempts/<epoch>/outputs/``; ``JobState.outputs`` lists
+the last attempt's, and ``queue.read_output(job_id, name)`` reads one.
 """
 
 from __future__ import annotations
@@ -21,10 +22,6 @@ import tempfile
 
 import fsjobs
 from fsjobs import Context
-
-
-def list_names(folder: pathlib.Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
 
 
 async def main(root: str) -> None:
@@ -61,8 +58,9 @@ async def main(root: str) -> None:
 
     summary = pathlib.Path(str(result["summary"]))
     print(f"output folder: {summary.parent.relative_to(root)}")
-    print(f"outputs: {await asyncio.to_thread(list_names, summary.parent)}")
-    print(await asyncio.to_thread(summary.read_text, encoding="utf-8"), end="")
+    state = await queue.get(job_id)
+    print(f"outputs: {list(state.outputs)}")
+    print((await queue.read_output(job_id, "summary.txt")).decode(), end="")
 
 
 if __name__ == "__main__":

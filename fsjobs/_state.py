@@ -40,6 +40,7 @@ def build_state(
     segments: Segments,
     location: Location,
     read_result: Callable[[str], JSON],
+    list_outputs: Callable[[int], tuple[str, ...]] = lambda _: (),
 ) -> JobState:
     """The JobState of a job from its spec, its journal segments and where its marker is."""
     where = location.where
@@ -69,6 +70,8 @@ def build_state(
             result = read_result(result_file)
     sched = spec.get("scheduled_at")
     live = status in (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING)
+    ran = status is JobStatus.RUNNING or status.is_final
+    outputs = list_outputs(fold.claim_epoch) if ran and fold.claim_epoch is not None else ()
     return JobState(
         id=job_id,
         func=str(spec.get("func")),
@@ -88,6 +91,7 @@ def build_state(
         error=fold.error,
         worker=location.worker or fold.worker,
         unique_key=typing.cast("str | None", spec.get("unique_key")),
+        outputs=outputs,
     )
 
 
@@ -157,6 +161,8 @@ class Fold:
         self.progress: float | None = None
         self.progress_message: str | None = None
         self.terminal: Record | None = None
+        #: the epoch of the newest claim: its attempt's outputs are the job's outputs
+        self.claim_epoch: int | None = None
 
     def add(self, epoch: int, records: Iterable[Record], *, fenced: bool = False) -> None:
         """Fold one segment; a `fenced` segment's terminal records are a zombie's: ignored."""
@@ -166,6 +172,7 @@ class Fold:
             attempt = r.get_int("attempt")
             if r.type is RecordType.CLAIMED:
                 self.started_at, self.worker = r.at, r.get_str("worker")
+                self.claim_epoch = epoch
                 self.finished_at, self.terminal = None, None
                 self.progress, self.progress_message = None, None
             elif r.type is RecordType.PROGRESS:

@@ -288,6 +288,14 @@ class Queue:
         signals.pushed(self.root)
         return await self.get(job_id)
 
+    async def read_output(self, job_id: str, name: str) -> bytes:
+        """
+        The bytes of an output file the job's last attempt wrote into
+        ``ctx.output_dir`` (`JobState.outputs` lists them). FileNotFoundError if
+        there is no such output.
+        """
+        return await self.io(self.store.read_output, job_id, name)
+
     async def hold(self, job_id: str) -> bool:
         """
         Hold a job that has not started: it stays in ``held/`` (keeping its unique

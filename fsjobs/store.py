@@ -589,9 +589,7 @@ class Store:
 
     def output_dir(self, claim: Claim) -> pathlib.Path:
         """This attempt's own output directory, created on first use."""
-        parts = self._job_parts(
-            claim.job_id, _names.ATTEMPTS, f"{claim.marker.epoch:06d}", _names.OUTPUTS
-        )
+        parts = self._outputs_parts(claim.job_id, claim.marker.epoch)
         with self.dirs.open(parts, create=True):
             pass
         return pathlib.Path(self.root, *parts)
@@ -1028,7 +1026,40 @@ class Store:
         spec, segments, location = found
         queue = typing.cast(str, spec["queue"])
         read_result = functools.partial(self._read_result_file, job_id)
-        return build_state(job_id, queue, spec, segments, location, read_result)
+        outputs = functools.partial(self._list_outputs, job_id)
+        return build_state(job_id, queue, spec, segments, location, read_result, outputs)
+
+    def _outputs_parts(self, job_id: str, epoch: int) -> Parts:
+        return self._job_parts(job_id, _names.ATTEMPTS, f"{epoch:06d}", _names.OUTPUTS)
+
+    def _list_outputs(self, job_id: str, epoch: int) -> tuple[str, ...]:
+        """The regular files an attempt wrote into its output directory."""
+        with self._open_or_none(self._outputs_parts(job_id, epoch)) as fd:
+            if fd is None:
+                return ()
+            names = []
+            for name in _durable.listdir(fd):
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(st.st_mode) and _names.NAME_RE.fullmatch(name):
+                    names.append(name)
+        return tuple(sorted(names))
+
+    def read_output(self, job_id: str, name: str) -> bytes:
+        """The bytes of one of the job's output files (those `JobState.outputs` lists)."""
+        _names.check_name("output", name)
+        state = self.get(job_id)
+        if name not in state.outputs:
+            raise FileNotFoundError(f"job {job_id} has no output named {name!r}")
+        found = self._find(job_id)
+        assert not isinstance(found, JobState)
+        epochs = [
+            e for e, seg in found[1] if any(r.type is RecordType.CLAIMED for r in seg.records)
+        ]
+        with self.dirs.open(self._outputs_parts(job_id, epochs[-1])) as fd:
+            return _durable.read_file(fd, name, 1 << 62)
 
     def _find(self, job_id: str) -> tuple[dict[str, JSON], Segments, Location] | JobState:
         """
