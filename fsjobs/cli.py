@@ -89,6 +89,25 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="jobs per queue and status")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("watch", help="print a job's state each time it changes, until it ends")
+    p.add_argument("job_id")
+    p.add_argument("--interval", type=float, default=0.5)
+    p.add_argument("--timeout", type=float)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    for name, text in (
+        ("cancel", "cancel a job (a running one is asked to stop)"),
+        ("retry", "run a failed, timed-out or cancelled job again"),
+        ("hold", "hold a job that has not started"),
+        ("release", "release a held job"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("job_id")
+        if name == "retry":
+            p.add_argument("--attempts", type=int, default=1, help="how many more attempts")
+        if name == "cancel":
+            p.add_argument("--timeout", type=float, default=10.0)
+
     p = sub.add_parser("fsck", help="check the root against the format's invariants")
     p.add_argument("--repair", action="store_true", help="also fix what can be fixed safely")
     p.add_argument("--json", action="store_true")
@@ -211,6 +230,37 @@ async def _stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _watch(args: argparse.Namespace) -> int:
+    queue = Queue(args.root)
+    state = None
+    async for state in queue.watch(args.job_id, interval=args.interval, timeout=args.timeout):
+        if args.json:
+            print(json.dumps(_state_dict(state)), flush=True)
+            continue
+        progress = "" if state.progress is None else f" {state.progress:5.1f}%"
+        message = f" {state.progress_message}" if state.progress_message else ""
+        line = f"{state.status.value:<10} attempt {state.attempts}/{state.max_attempts}{progress}"
+        print(_printable(line + message), flush=True)
+    return EXIT_OK if state is not None and state.status is JobStatus.COMPLETED else EXIT_FAILED
+
+
+async def _operate(args: argparse.Namespace) -> int:
+    """cancel, retry, hold, release: one line saying what happened; exit 1 if nothing did."""
+    queue = Queue(args.root)
+    if args.command == "cancel":
+        done = await queue.cancel(args.job_id, timeout=args.timeout)
+    elif args.command == "retry":  # raises (exit 1, one line) if the job cannot be retried
+        await queue.retry(args.job_id, args.attempts)
+        done = True
+    elif args.command == "hold":
+        done = await queue.hold(args.job_id)
+    else:
+        done = await queue.release(args.job_id)
+    state = await queue.get(args.job_id)
+    print(f"{args.job_id}: {state.status.value}")
+    return EXIT_OK if done else EXIT_FAILED
+
+
 async def _fsck(args: argparse.Namespace) -> int:
     queue = Queue(args.root)
     report = await queue.io(fsck, queue.store, repair=args.repair)
@@ -227,5 +277,10 @@ _COMMANDS: dict[str, typing.Callable[[argparse.Namespace], typing.Coroutine[None
     "show": _show,
     "ls": _ls,
     "stats": _stats,
+    "watch": _watch,
+    "cancel": _operate,
+    "retry": _operate,
+    "hold": _operate,
+    "release": _operate,
     "fsck": _fsck,
 }

@@ -77,6 +77,17 @@ def test_push_work_show_ls_stats(root: pathlib.Path, cli_env: dict[str, str]) ->
     stats = json.loads(fsjobs(root, "stats", "--json", env=cli_env).stdout)
     assert stats == {"default": {"completed": 1, "failed": 1}}
 
+    watched = fsjobs(root, "watch", job_id, env=cli_env)
+    assert (watched.returncode, watched.stdout) == (0, "completed  attempt 1/1\n")
+    assert fsjobs(root, "retry", job_id, env=cli_env).returncode == 1, "completed: not retried"
+    retried = fsjobs(root, "retry", failing, "--attempts", "2", env=cli_env)
+    assert (retried.returncode, retried.stdout.strip()) == (0, f"{failing}: pending")
+    assert fsjobs(root, "hold", failing, env=cli_env).stdout.strip() == f"{failing}: held"
+    assert fsjobs(root, "release", failing, env=cli_env).stdout.strip() == f"{failing}: pending"
+    assert fsjobs(root, "cancel", failing, env=cli_env).stdout.strip() == f"{failing}: cancelled"
+    stats = json.loads(fsjobs(root, "stats", "--json", env=cli_env).stdout)
+    assert stats == {"default": {"completed": 1, "cancelled": 1}}
+
     checked = fsjobs(root, "fsck", env=cli_env)
     assert (checked.returncode, checked.stdout.strip()) == (
         0,
