@@ -55,3 +55,18 @@ def docs(session: nox.Session) -> None:
     """Check the docs: every example is documented and every relative link resolves."""
     install(session)
     session.run("python", "scripts/check_docs.py")
+
+
+@nox.session
+def faults(session: nox.Session) -> None:
+    """The fault-injection suite (kill -9, crash points, I/O errors, full disk), 200 kills."""
+    install(session, "test")
+    session.run(
+        "pytest",
+        "tests/faults",
+        "-p",
+        "no:cacheprovider",
+        "-s",
+        *session.posargs,
+        env={"FSJOBS_FAULT_KILLS": "200"},
+    )

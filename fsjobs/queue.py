@@ -175,16 +175,19 @@ class Queue:
             task.check_kwargs(job.kwargs, uploads=job.uploads)
 
     async def push(self, job: Job) -> str:
-        """Push one job; returns its id once it is durable and visible to workers."""
-        self._check(job)
-        (job_id,) = await self.io(self.store.push_many, [(job, self.name)])
-        signals.pushed(self.root)
+        """
+        Push one job; returns its id once it is durable and visible to workers.
+        An error after the job became visible (say, the directory fsync failed)
+        is a `PushError` whose `published_ids` names it: do not push it again.
+        """
+        (job_id,) = await self.push_many([job])
         return job_id
 
     async def push_many(self, jobs: Iterable[Job]) -> list[str]:
         """
-        Push several jobs sharing the cost of fsyncs. Not atomic: if it fails
-        part-way, `PushError.published_ids` lists the jobs that were pushed.
+        Push several jobs sharing the cost of fsyncs. Not atomic: if it fails after
+        publishing some, `PushError.published_ids` lists them; if it fails before
+        publishing any, the error is raised as it is (StoreFull, InvalidJob, ...).
         """
         items = list(jobs)
         for job in items:
@@ -194,10 +197,11 @@ class Queue:
             ids = await self.io(self.store.push_many, [(j, self.name) for j in items], published)
         except Exception as exc:
             if not published:
-                raise  # nothing was pushed: the error as it is (StoreFull, InvalidJob, ...)
+                raise  # nothing was pushed: the error as it is
             signals.pushed(self.root)
             raise PushError(
-                f"push_many stopped after {len(published)} of {len(items)} jobs: {exc}", published
+                f"push stopped after publishing {len(published)} of {len(items)} jobs: {exc}",
+                published,
             ) from exc
         signals.pushed(self.root)
         return ids

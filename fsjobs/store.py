@@ -226,10 +226,12 @@ class Store:
         # 1. Every job folder is durable before any job becomes visible.
         for job, queue, marker, where in staged:
             self._write_job_folder(job, queue, marker, where, now)
-        # 2. Commit: one marker per job; directory fsyncs shared per directory.
+        # 2. Commit: one marker per job; directory fsyncs shared per directory. The
+        # fsyncs go through the descriptors that created the markers: a worker may
+        # claim a job and remove its emptied bucket before we get to them.
         ids: list[str] = []
         by_key: dict[str, str] = {}
-        to_sync: dict[Parts, None] = {}
+        to_sync: dict[Parts, int] = {}
         try:
             for job, queue, marker, where in staged:
                 parts = self._marker_parts(queue, where, marker)
@@ -241,17 +243,33 @@ class Store:
                     job_id = self._push_unique(job.unique_key, queue, parts, marker)
                     by_key[job.unique_key] = job_id
                 else:
-                    self._create_marker(parts, marker.name)
-                    to_sync[parts] = None
+                    fd = self._create_marker(parts, marker.name)
+                    if parts in to_sync:
+                        os.close(fd)
+                    else:
+                        to_sync[parts] = fd
                     job_id = marker.job_id
                 ids.append(job_id)
                 if job_id == marker.job_id:
                     published.append(job_id)
-        finally:
             if self.durable:
-                for parts in to_sync:
-                    with self.dirs.open(parts) as fd:
-                        _durable.fsync_dir(fd)
+                for fd in to_sync.values():
+                    _durable.fsync_dir(fd)
+        except OSError as exc:
+            # A job whose marker exists was published, even if a step after its
+            # commit (a directory fsync) failed; only the others are cleaned up.
+            for _job, queue, marker, where in staged:
+                if marker.job_id in published or marker.job_id in ids:
+                    continue
+                if self._exists(self._marker_parts(queue, where, marker), marker.name):
+                    published.append(marker.job_id)
+                else:
+                    self._discard_folder(marker.job_id)
+            _durable.raise_full(exc, "publishing jobs")
+            raise
+        finally:
+            for fd in to_sync.values():
+                os.close(fd)
         return ids
 
     def _write_job_folder(
@@ -321,12 +339,13 @@ class Store:
         except OSError:
             logger.warning("could not remove unpublished job folder %s", job_id)
 
-    def _create_marker(self, parts: Parts, name: str) -> None:
+    def _create_marker(self, parts: Parts, name: str) -> int:
+        """Create a marker with O_EXCL; return a descriptor of its directory (to fsync)."""
         for _ in range(10):
             try:
                 with self.dirs.open(parts, create=True) as fd:
                     _durable.create_empty(fd, name)
-                return
+                    return os.dup(fd)
             except FileNotFoundError:
                 continue  # a worker removed the empty bucket between walk and create
             except OSError as exc:
@@ -542,13 +561,18 @@ class Store:
             return None
         except OSError as exc:
             self._abandon(claim, JobStatus.PENDING, f"I/O error after claiming: {exc}")
+            _durable.raise_full(exc, f"claiming job {new.job_id}")
             raise
         return claim
 
     def _abandon(self, claim: Claim, status: JobStatus, reason: str) -> None:
-        """After a won claim went wrong: quarantine the job (bad files) or put it back."""
+        """
+        After a won claim went wrong: quarantine the job (its files are bad), or,
+        after an I/O error, give it back without writing more (the write would
+        likely fail again) and without leaving an empty segment behind.
+        """
         logger.error("job %s: %s", claim.job_id, reason)
-        if claim.segment_fd >= 0:
+        if status is JobStatus.CORRUPT and claim.segment_fd >= 0:
             self.finish(claim, Outcome(status, error=ErrorInfo("CorruptJob", reason)))
         elif status is JobStatus.CORRUPT:  # no segment of ours to record in: move only
             claim.closed = True
@@ -559,7 +583,12 @@ class Store:
                 claim.job_id,
             )
         else:
-            claim.closed = True
+            empty = claim.segment_fd >= 0 and os.fstat(claim.segment_fd).st_size == 0
+            self.release(claim)
+            if empty:
+                with self._open_or_none(self._job_parts(claim.job_id, _names.JOURNAL)) as jfd:
+                    if jfd is not None:
+                        _durable.unlink_quiet(jfd, _segment_name(claim.marker.epoch))
             self._put_back(claim)
 
     def _append(self, claim: Claim, record: Record, *, sync: bool = True) -> int:
@@ -810,10 +839,19 @@ class Store:
         if not _durable.try_lock(fd):
             os.close(fd)
             raise StoreError(f"worker id {worker} is already in use")
-        hb_fd = _durable.open_lock_file(wfd, f"{worker}.hb", create=True)
-        assert hb_fd is not None
-        self.beat(hb_fd, 0)
-        _durable.fsync_dir(wfd)
+        hb_fd = -1
+        try:
+            hb_fd = _durable.open_lock_file(wfd, f"{worker}.hb", create=True) or -1
+            self.beat(hb_fd, 0)
+            _durable.fsync_dir(wfd)
+        except OSError as exc:
+            if hb_fd >= 0:
+                os.close(hb_fd)
+            _durable.unlink_quiet(wfd, f"{worker}.hb")
+            _durable.unlink_quiet(wfd, f"{worker}.lock")
+            os.close(fd)
+            _durable.raise_full(exc, f"starting worker {worker} (its heartbeat file)")
+            raise
         return fd, hb_fd
 
     @staticmethod

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from . import _ids, _names, tasks
 from ._clock import Clock, to_ms
 from .context import Context
-from .errors import ResultNotSerializable, Retry, UnknownTask
+from .errors import ResultNotSerializable, Retry, StoreFull, UnknownTask
 from .journal import dumps
 from .model import DEFAULT_BACKOFF, MAX_RESULT_BYTES, ErrorInfo, JobStatus, to_json_result
 from .queue import Queue, _Waker, io_pool, signals
@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 #: pushed later is taken soon (DESIGN.md §2.1 rule 1).
 RELIST_INTERVAL = 0.1
 PROGRESS_INTERVAL = 0.5
+#: how long a worker stops claiming after the disk was found full
+FULL_PAUSE = 1.0
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:
@@ -95,6 +97,7 @@ class Worker:
         self._stop_reasons: dict[asyncio.Task[None], str] = {}
         self._finishing: set[str] = set()
         self._heartbeat: _Heartbeat | None = None
+        self._paused_until = -math.inf  # no claims before this (time.monotonic): disk full
         self._stopping = False
         self._waker: _Waker | None = None
         self.ran = 0
@@ -210,7 +213,7 @@ class Worker:
     async def _fill(self, listings: dict[str, deque[str]], listed_at: dict[str, float]) -> int:
         """Claim jobs into free slots, taking turns among the queues. Returns how many."""
         claimed = 0
-        progress = True
+        progress = time.monotonic() >= self._paused_until
         while progress and len(self._running) < self.concurrency and not self._stopping:
             progress = False
             for q in self.queues:
@@ -243,6 +246,8 @@ class Worker:
                 claim = await self._claim(queue, listing.popleft())
                 if claim is not None:
                     return claim
+                if time.monotonic() < self._paused_until:
+                    return None  # the disk is full: stop trying for now
         return None
 
     async def _claim(self, queue: str, path: str) -> Claim | None:
@@ -253,6 +258,11 @@ class Worker:
         except asyncio.CancelledError:
             hop.add_done_callback(self._give_back)
             raise
+        except StoreFull as exc:  # the job is back in pending; wait for space
+            if self._paused_until < time.monotonic():
+                logger.warning("worker %s: %s; pausing claims for %.0f s", self.id, exc, FULL_PAUSE)
+            self._paused_until = time.monotonic() + FULL_PAUSE
+            return None
         except OSError:  # the store has put the job back; the next listing retries it
             logger.exception("worker %s: claiming %s failed", self.id, path)
             return None

@@ -1,0 +1,201 @@
+"""
+The child side of the crash-point test (T2)::
+
+    python -m tests.faults.crash_child
+
+A fork server: it imports fsjobs once, then reads one JSON command per line on stdin,
+forks a child per command and answers ``{"rc": <exit status>}`` on stdout when that
+child has exited. Forking from this single-threaded process costs milliseconds, where
+starting a fresh interpreter per crash point would cost a third of a second.
+
+A child opens the store, does the command's unarmed setup, then patches the `os`
+functions the store calls (`PATCHED`; fsjobs modules look them up on the shared `os`
+module at each call) so that the k-th call exits the process with status 99 (`CRASHED`)
+*before* doing anything, as a SIGKILL would. It then runs one store operation. If the
+operation returns, the child disarms the patch, writes the ack file (JSON: what the
+API call returned, and how many calls it made) and exits 0. An exception is written
+to ``<ack>.err`` and the child exits 3.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import select
+import signal
+import sys
+import traceback
+import typing
+
+from fsjobs import Job, JobStatus
+from fsjobs._clock import to_ms
+from fsjobs.model import ErrorInfo
+from fsjobs.store import Outcome, Store
+
+CRASHED = 99
+FAILED = 3
+HUNG = -signal.SIGKILL
+#: The functions that are wrapped: every call that can change the tree or its fds.
+PATCHED = (
+    "open",
+    "write",
+    "pwrite",
+    "fsync",
+    "rename",
+    "link",
+    "mkdir",
+    "unlink",
+    "rmdir",
+    "ftruncate",
+    "close",
+)
+QUEUE = "default"
+NOOP = "tests.faults.crash_child.noop"
+#: A child that has not exited after this long is killed and reported as hung.
+CHILD_TIMEOUT = 30.0
+
+
+async def noop(n: int = 0) -> int:
+    """The task of every job in the crash tests: the parent drains them with a Worker."""
+    return n
+
+
+class CrashAt:
+    """Patch `PATCHED` on the `os` module so that call number `k` exits the process."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.calls = 0
+        self.originals = {name: getattr(os, name) for name in PATCHED}
+
+    def _wrap(self, fn: typing.Callable[..., typing.Any]) -> typing.Callable[..., typing.Any]:
+        def wrapper(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+            self.calls += 1
+            if self.calls == self.k:
+                os._exit(CRASHED)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    def __enter__(self) -> CrashAt:
+        for name, fn in self.originals.items():
+            setattr(os, name, self._wrap(fn))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name, fn in self.originals.items():
+            setattr(os, name, fn)
+
+
+def job_of(spec: dict[str, typing.Any]) -> Job:
+    return Job(
+        func=NOOP,
+        kwargs={"n": spec["n"]},
+        unique_key=spec.get("unique_key"),
+        max_attempts=spec.get("max_attempts", 3),
+    )
+
+
+def operation(store: Store, cmd: dict[str, typing.Any]) -> typing.Callable[[], dict[str, object]]:
+    """Do the command's setup (not counted); return the operation to run armed."""
+    op = cmd["op"]
+    if op == "push":
+        items = [(job_of(spec), QUEUE) for spec in cmd["jobs"]]
+
+        def push() -> dict[str, object]:
+            published: list[str] = []
+            ids = store.push_many(items, published)
+            return {"ids": ids, "published": published}
+
+        return push
+    if op == "claim_finish":
+        worker = cmd["worker"]
+        store.register_worker(worker)  # held until the process dies
+        status = JobStatus(cmd["status"])
+
+        def claim_finish() -> dict[str, object]:
+            names = store.ready(QUEUE)
+            claim = store.claim(QUEUE, names[0], worker)
+            if claim is None:
+                return {"claimed": None}
+            if status is JobStatus.RETRYING:
+                outcome = Outcome(
+                    status,
+                    error=ErrorInfo("Boom", "planned failure", ""),
+                    retry_at_ms=to_ms(dt.datetime.now(dt.UTC)),
+                )
+            else:
+                outcome = Outcome(status, result=cmd["result"])
+            won = store.finish(claim, outcome)
+            return {"claimed": claim.job_id, "won": won}
+
+        return claim_finish
+    if op == "call":  # a one-job operation of the store: cancel, hold, release_hold, retry
+        method = getattr(store, cmd["method"])
+
+        def call() -> dict[str, object]:
+            return {"returned": repr(method(cmd["target"]))}
+
+        return call
+    if op == "rescue":
+
+        def rescue() -> dict[str, object]:
+            return {"ids": store.rescue(QUEUE, cmd["worker"])}
+
+        return rescue
+    raise ValueError(f"unknown operation {op!r}")
+
+
+def child(cmd: dict[str, typing.Any]) -> typing.NoReturn:
+    ack = cmd["ack"]
+    try:
+        store = Store(cmd["root"], staleness=0)
+        run = operation(store, cmd)
+        with CrashAt(cmd["k"]) as crash:
+            answer = run()
+        answer["calls"] = crash.calls
+        tmp = f"{ack}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(answer, f)
+        os.rename(tmp, ack)
+    except BaseException:
+        with open(f"{ack}.err", "w") as f:
+            f.write(traceback.format_exc())
+        os._exit(FAILED)
+    os._exit(0)
+
+
+def serve_one(cmd: dict[str, typing.Any]) -> int:
+    pid = os.fork()
+    if pid == 0:
+        child(cmd)
+    pidfd = os.pidfd_open(pid)
+    try:
+        exited, _, _ = select.select([pidfd], [], [], CHILD_TIMEOUT)
+        if not exited:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        os.close(pidfd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) if exited else HUNG
+
+
+def main() -> None:
+    while True:
+        # Wake up now and then so that an orphaned server notices its parent is gone.
+        ready, _, _ = select.select([sys.stdin], [], [], 5.0)
+        if not ready:
+            if os.getppid() == 1:
+                return
+            continue
+        line = sys.stdin.readline()
+        if not line:
+            return
+        rc = serve_one(json.loads(line))
+        sys.stdout.write(json.dumps({"rc": rc}) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
