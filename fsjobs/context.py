@@ -6,14 +6,15 @@ A task gets it by declaring a parameter annotated ``fsjobs.Context``.
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import threading
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 
 import attrs
 
-ProgressSink = Callable[[float | None, str | None], Awaitable[None]]
+ProgressSink = Callable[[float | None, str | None], Coroutine[typing.Any, typing.Any, None]]
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -28,6 +29,7 @@ class Context:
     _output_dir: Callable[[], pathlib.Path] = attrs.field(alias="output_dir_factory")
     _progress: ProgressSink = attrs.field(alias="progress_sink")
     _cancel_event: threading.Event = attrs.field(factory=threading.Event, alias="cancel_event")
+    _loop: asyncio.AbstractEventLoop | None = attrs.field(default=None, alias="loop")
     _output_path: pathlib.Path | None = attrs.field(default=None, init=False)
 
     @property
@@ -47,6 +49,14 @@ class Context:
         if percent is not None and not 0 <= percent <= 100:
             raise ValueError(f"progress must be between 0 and 100, not {percent}")
         await self._progress(percent, message)
+
+    def progress_sync(self, percent: float | None, message: str | None = None) -> None:
+        """`progress` for a sync task, called from its thread (not from the event loop)."""
+        if percent is not None and not 0 <= percent <= 100:
+            raise ValueError(f"progress must be between 0 and 100, not {percent}")
+        if self._loop is None:
+            raise RuntimeError("this context has no event loop to report progress to")
+        asyncio.run_coroutine_threadsafe(self._progress(percent, message), self._loop).result()
 
 
 def is_context_hint(hint: typing.Any) -> bool:

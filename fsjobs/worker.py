@@ -413,6 +413,7 @@ class Worker:
             uploads=await self.queue.io(self.store.upload_paths, claim),
             output_dir_factory=functools.partial(self.store.output_dir, claim),
             progress_sink=progress.write,
+            loop=asyncio.get_running_loop(),
         )
         kwargs: dict[str, typing.Any] = dict(job.kwargs)
         if task.context_param is not None:

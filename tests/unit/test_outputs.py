@@ -59,3 +59,24 @@ async def test_a_failed_attempts_outputs_do_not_mix_with_the_next(root: pathlib.
         ("final.txt",),
     )
     assert await queue.read_output(job_id, "final.txt") == b"whole"
+
+
+@pytest.mark.asyncio
+async def test_a_sync_task_reports_progress_from_its_thread(root: pathlib.Path) -> None:
+    """ctx.progress_sync() works from a sync task's thread; the last value is kept."""
+    queue = fsjobs.Queue(root)
+
+    @queue.task(name=f"tests.outputs.steps.{uuid.uuid4().hex[:8]}")
+    def steps(ctx: fsjobs.Context, n: int) -> int:
+        for i in range(1, n + 1):
+            ctx.progress_sync(100 * i / n, f"step {i} of {n}")
+        return n
+
+    job_id = await steps.enqueue(n=50)
+    await drain(queue)
+    state = await queue.get(job_id)
+    assert (state.status, state.progress, state.progress_message) == (
+        JobStatus.COMPLETED,
+        100.0,
+        "step 50 of 50",
+    )
