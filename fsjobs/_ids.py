@@ -4,8 +4,10 @@ Job and worker ids.
 A job id is 22 characters of lowercase Crockford base32: 10 for the push time in
 milliseconds, 4 for a per-process counter, 8 random. The alphabet is in ASCII
 order, so byte order of ids is numeric order and ids pushed by one process sort
-in push order even within one millisecond (and even if the wall clock steps
-back: the time part never decreases within a process).
+in push order even within one millisecond, and even if the wall clock steps
+back a little: the time part does not decrease within a process. After a step
+back of more than an hour it follows the clock again (ids would otherwise carry
+a wrong time, and land in the wrong day shard, for that long).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ ID_LENGTH = 22
 ID_RE = re.compile(rf"^[{ALPHABET}]{{{ID_LENGTH}}}$")
 WORKER_ID_RE = re.compile(r"^[a-z0-9-]{1,64}$")
 
+MAX_STEP_BACK_MS = 3_600_000
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
@@ -45,7 +48,7 @@ def new_job_id(now_ms: int) -> str:
     """A fresh, time-ordered job id for a push at `now_ms`."""
     global _last_ms, _counter
     with _lock:
-        if now_ms > _last_ms:
+        if now_ms > _last_ms or now_ms < _last_ms - MAX_STEP_BACK_MS:
             _last_ms, _counter = now_ms, 0
         else:
             _counter += 1

@@ -108,6 +108,22 @@ def _parser() -> argparse.ArgumentParser:
         if name == "cancel":
             p.add_argument("--timeout", type=float, default=10.0)
 
+    p = sub.add_parser("prune", help="delete final jobs that ended long enough ago")
+    p.add_argument(
+        "--older-than",
+        required=True,
+        type=_duration,
+        metavar="AGE",
+        help="e.g. 30d, 12h, 15m, 90s (a bare number is seconds)",
+    )
+    p.add_argument(
+        "--status",
+        action="append",
+        choices=[s.value for s in JobStatus if s.is_final],
+        help="repeatable; default: completed, failed, timed_out, cancelled",
+    )
+    p.add_argument("--queue", default="*", help="a queue name, or * for all (default)")
+
     p = sub.add_parser("fsck", help="check the root against the format's invariants")
     p.add_argument("--repair", action="store_true", help="also fix what can be fixed safely")
     p.add_argument("--json", action="store_true")
@@ -261,6 +277,25 @@ async def _operate(args: argparse.Namespace) -> int:
     return EXIT_OK if done else EXIT_FAILED
 
 
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 30d, 12h, 90s)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a duration cannot be negative")
+    return value
+
+
+async def _prune(args: argparse.Namespace) -> int:
+    queue = Queue(args.root)
+    count = await queue.prune(args.older_than, args.status, queue=args.queue)
+    print(f"pruned {count} jobs")
+    return EXIT_OK
+
+
 async def _fsck(args: argparse.Namespace) -> int:
     queue = Queue(args.root)
     report = await queue.io(fsck, queue.store, repair=args.repair)
@@ -282,5 +317,6 @@ _COMMANDS: dict[str, typing.Callable[[argparse.Namespace], typing.Coroutine[None
     "retry": _operate,
     "hold": _operate,
     "release": _operate,
+    "prune": _prune,
     "fsck": _fsck,
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime as dt
 import functools
 import os
 import threading
@@ -300,6 +301,36 @@ class Queue:
         """
         return await self.io(self.store.read_output, job_id, name)
 
+    async def prune(
+        self,
+        older_than: float | dt.timedelta,
+        statuses: Iterable[JobStatus | str] | None = None,
+        *,
+        queue: str | None = None,
+    ) -> int:
+        """
+        Delete final jobs (default: completed, failed, timed out, cancelled) of this
+        queue (or `queue`, ``"*"`` for all) that ended more than `older_than`
+        (seconds or a timedelta) ago, with their files. Safe while workers run.
+        Returns how many jobs were deleted.
+        """
+        age = (
+            older_than if isinstance(older_than, dt.timedelta) else dt.timedelta(seconds=older_than)
+        )
+        if age < dt.timedelta(0):
+            raise ValueError("older_than must not be negative")
+        wanted = [JobStatus(s) for s in (statuses or DEFAULT_PRUNE)]
+        cutoff = self.clock.now() - age
+        names = [queue or self.name]
+        if names == ["*"]:
+            names = await self.io(self.store.queues)
+        total = 0
+        for name in names:
+            total += await self.io(
+                self.store.prune, _names.check_name("queue", name), cutoff, wanted
+            )
+        return total
+
     async def hold(self, job_id: str) -> bool:
         """
         Hold a job that has not started: it stays in ``held/`` (keeping its unique
@@ -356,6 +387,10 @@ class Queue:
             for status, n in self.store.counts(q).items():
                 total[status] += n
         return total
+
+
+#: What prune() deletes unless told otherwise: corrupt jobs are kept for inspection.
+DEFAULT_PRUNE = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED)
 
 
 def _dirs_for(status: JobStatus | None) -> Sequence[str]:

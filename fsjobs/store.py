@@ -1343,6 +1343,55 @@ class Store:
             if self.durable:
                 _durable.fsync_dir(jfd)
 
+    # -- prune --------------------------------------------------------------------
+
+    def prune(self, queue: str, cutoff: dt.datetime, statuses: Iterable[JobStatus]) -> int:
+        """
+        Delete the final jobs of `queue` in `statuses` that ended before `cutoff`,
+        with all their files. Only day shards up to the cutoff's day are read: a
+        job pushed after it cannot have ended before it. Returns how many went.
+        """
+        cutoff_day = cutoff.astimezone(dt.UTC).strftime("%Y-%m-%d")
+        pruned = 0
+        for status in statuses:
+            if not status.is_final:
+                raise InvalidJob(f"only final jobs can be pruned, not {status.value}")
+            top = self._qdir(queue, status.value)
+            with self._open_or_none(top) as fd:
+                days = [] if fd is None else sorted(_durable.listdir(fd))
+            for day in days:
+                if day > cutoff_day:
+                    break
+                with self._open_or_none((*top, day)) as fd:
+                    ids = (
+                        [] if fd is None else [n for n in _durable.listdir(fd) if _ids.is_job_id(n)]
+                    )
+                for job_id in ids:
+                    if self._ended_before(job_id, cutoff) and self._prune_one(top, day, job_id):
+                        pruned += 1
+                self._rmdir_empty((*top, day))
+        return pruned
+
+    def _ended_before(self, job_id: str, cutoff: dt.datetime) -> bool:
+        try:
+            state = self.get(job_id)
+        except (JobNotFound, StoreError, ValueError):
+            return False
+        return (state.finished_at or state.created_at) < cutoff
+
+    def _prune_one(self, top: Parts, day: str, job_id: str) -> bool:
+        """One rename into tmp/ decides against a concurrent retry; then delete the job."""
+        tmp_fd = self.dirs.cached((_names.TMP,))
+        aside = f"pruned.{job_id}.{secrets.token_hex(4)}"
+        try:
+            with self.dirs.open((*top, day)) as fd:
+                os.rename(job_id, aside, src_dir_fd=fd, dst_dir_fd=tmp_fd)
+        except FileNotFoundError:
+            return False  # retried or pruned by someone else meanwhile
+        self._discard_folder(job_id)
+        _durable.unlink_quiet(tmp_fd, aside)
+        return True
+
     def cancel_requested(self, job_ids: Iterable[str]) -> set[str]:
         """Which of these jobs have a cancel request."""
         out = set()

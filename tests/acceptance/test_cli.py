@@ -88,6 +88,11 @@ def test_push_work_show_ls_stats(root: pathlib.Path, cli_env: dict[str, str]) ->
     stats = json.loads(fsjobs(root, "stats", "--json", env=cli_env).stdout)
     assert stats == {"default": {"completed": 1, "cancelled": 1}}
 
+    assert fsjobs(root, "prune", "--older-than", "1d", env=cli_env).stdout == "pruned 0 jobs\n"
+    bad_age = fsjobs(root, "prune", "--older-than", "soon", env=cli_env)
+    assert bad_age.returncode == 2
+    assert "not a duration" in bad_age.stderr
+
     checked = fsjobs(root, "fsck", env=cli_env)
     assert (checked.returncode, checked.stdout.strip()) == (
         0,

@@ -127,3 +127,13 @@ def test_worker_id_is_safe_for_any_hostname(host: str, monkeypatch: pytest.Monke
     worker = _ids.new_worker_id()
     assert re.fullmatch(r"[a-z0-9-]{1,64}", worker)
     assert _names.check_worker_id(worker) == worker
+
+
+def test_ids_follow_the_clock_again_after_a_big_step_back() -> None:
+    """A small step back keeps ids in order; after more than an hour they carry the real time."""
+    now = 1_900_000_000_000
+    first = _ids.new_job_id(now)
+    assert _ids.new_job_id(now - 1000) > first, "a second back: still in push order"
+    assert _ids.id_time_ms(_ids.new_job_id(now - 1000)) == now
+    later = _ids.new_job_id(now - 2 * 3_600_000)
+    assert _ids.id_time_ms(later) == now - 2 * 3_600_000
