@@ -26,6 +26,7 @@ import typing
 from collections.abc import Sequence
 
 from . import __version__
+from ._clock import to_ms
 from .errors import FsJobsError, JobNotFound
 from .fsck import format_report, fsck
 from .journal import loads
@@ -86,8 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("stats", help="jobs per queue and status")
+    p = sub.add_parser("stats", help="jobs per queue and status, oldest pending age, live workers")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--prometheus", action="store_true", help="the Prometheus text format")
 
     p = sub.add_parser("watch", help="print a job's state each time it changes, until it ends")
     p.add_argument("job_id")
@@ -233,17 +235,56 @@ async def _ls(args: argparse.Namespace) -> int:
 
 async def _stats(args: argparse.Namespace) -> int:
     queue = Queue(args.root)
-    result: dict[str, dict[str, int]] = {}
-    for name in await queue.io(queue.store.queues):
+    store = queue.store
+    now_ms = to_ms(queue.clock.now())
+    result: dict[str, dict[str, typing.Any]] = {}
+    for name in await queue.io(store.queues):
         per_status = await queue.counts(queue=name)
-        result[name] = {status.value: n for status, n in per_status.items() if n}
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return EXIT_OK
-    for name, nonzero in result.items():
-        summary = "  ".join(f"{k}={v}" for k, v in nonzero.items()) or "empty"
-        print(f"{name}: {summary}")
+        oldest = await queue.io(store.oldest_pending_ms, name)
+        result[name] = {
+            "counts": {status.value: n for status, n in per_status.items() if n},
+            "oldest_pending_s": None if oldest is None else max(0, now_ms - oldest) / 1000,
+        }
+    alive = await queue.io(store.workers_alive)
+    if args.prometheus:
+        print(_prometheus(result, alive), end="")
+    elif args.json:
+        print(json.dumps({"queues": result, "workers_alive": alive}, indent=2))
+    else:
+        for name, info in result.items():
+            counts = "  ".join(f"{k}={v}" for k, v in info["counts"].items()) or "empty"
+            age = info["oldest_pending_s"]
+            suffix = "" if age is None else f"  (oldest pending: {age:.1f} s)"
+            print(f"{name}: {counts}{suffix}")
+        print(f"workers alive: {alive}")
     return EXIT_OK
+
+
+def _prometheus(result: dict[str, dict[str, typing.Any]], alive: int) -> str:
+    """The Prometheus text exposition format (version 0.0.4)."""
+    lines = [
+        "# HELP fsjobs_jobs Jobs by queue and status.",
+        "# TYPE fsjobs_jobs gauge",
+    ]
+    for name, info in result.items():
+        for status in JobStatus:
+            lines.append(
+                f'fsjobs_jobs{{queue="{name}",status="{status.value}"}} '
+                f"{info['counts'].get(status.value, 0)}"
+            )
+    lines += [
+        "# HELP fsjobs_oldest_pending_seconds How long the oldest due job has waited.",
+        "# TYPE fsjobs_oldest_pending_seconds gauge",
+    ]
+    for name, info in result.items():
+        age = info["oldest_pending_s"]
+        lines.append(f'fsjobs_oldest_pending_seconds{{queue="{name}"}} {age or 0}')
+    lines += [
+        "# HELP fsjobs_workers_alive Workers holding their lock file.",
+        "# TYPE fsjobs_workers_alive gauge",
+        f"fsjobs_workers_alive {alive}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 async def _watch(args: argparse.Namespace) -> int:

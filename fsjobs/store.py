@@ -1446,6 +1446,43 @@ class Store:
                 names = [] if fd is None else _durable.listdir(fd)
             yield from sorted((n for n in names if _ids.is_job_id(n)), reverse=True)
 
+    def oldest_pending_ms(self, queue: str) -> int | None:
+        """The earliest ready time among the queue's pending jobs (the head of each priority)."""
+        oldest = None
+        top = self._qdir(queue, _names.PENDING)
+        with self._open_or_none(top) as fd:
+            prios = [] if fd is None else sorted(_durable.listdir(fd))
+        for prio in prios:
+            for parts in self._leaf_buckets((*top, prio), 2):
+                with self._open_or_none(parts) as fd:
+                    names = [] if fd is None else sorted(_durable.listdir(fd))
+                if names:
+                    try:
+                        ready = Marker.parse(names[0]).ready_ms
+                    except ValueError:
+                        continue
+                    oldest = ready if oldest is None else min(oldest, ready)
+                    break  # buckets are in time order: the first is this priority's oldest
+        return oldest
+
+    def workers_alive(self) -> int:
+        """How many workers hold their lock file now."""
+        with self._open_or_none((_names.WORKERS,)) as wfd:
+            if wfd is None:
+                return 0
+            alive = 0
+            for name in _durable.listdir(wfd):
+                if not name.endswith(".lock"):
+                    continue
+                fd = _durable.open_lock_file(wfd, name, create=False)
+                if fd is None:
+                    continue
+                try:
+                    alive += not _durable.try_lock(fd)
+                finally:
+                    os.close(fd)
+            return alive
+
     def queues(self) -> list[str]:
         with self._open_or_none((_names.QUEUES,)) as fd:
             names = [] if fd is None else _durable.listdir(fd)

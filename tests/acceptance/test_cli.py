@@ -75,7 +75,14 @@ def test_push_work_show_ls_stats(root: pathlib.Path, cli_env: dict[str, str]) ->
     assert [s["id"] for s in listed] == [failing]
 
     stats = json.loads(fsjobs(root, "stats", "--json", env=cli_env).stdout)
-    assert stats == {"default": {"completed": 1, "failed": 1}}
+    assert stats == {
+        "queues": {"default": {"counts": {"completed": 1, "failed": 1}, "oldest_pending_s": None}},
+        "workers_alive": 0,
+    }
+    metrics = fsjobs(root, "stats", "--prometheus", env=cli_env).stdout
+    assert 'fsjobs_jobs{queue="default",status="completed"} 1\n' in metrics
+    assert 'fsjobs_jobs{queue="default",status="pending"} 0\n' in metrics
+    assert "fsjobs_workers_alive 0\n" in metrics
 
     watched = fsjobs(root, "watch", job_id, env=cli_env)
     assert (watched.returncode, watched.stdout) == (0, "completed  attempt 1/1\n")
@@ -86,7 +93,7 @@ def test_push_work_show_ls_stats(root: pathlib.Path, cli_env: dict[str, str]) ->
     assert fsjobs(root, "release", failing, env=cli_env).stdout.strip() == f"{failing}: pending"
     assert fsjobs(root, "cancel", failing, env=cli_env).stdout.strip() == f"{failing}: cancelled"
     stats = json.loads(fsjobs(root, "stats", "--json", env=cli_env).stdout)
-    assert stats == {"default": {"completed": 1, "cancelled": 1}}
+    assert stats["queues"]["default"]["counts"] == {"completed": 1, "cancelled": 1}
 
     assert fsjobs(root, "prune", "--older-than", "1d", env=cli_env).stdout == "pruned 0 jobs\n"
     bad_age = fsjobs(root, "prune", "--older-than", "soon", env=cli_env)
