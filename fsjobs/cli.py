@@ -21,6 +21,7 @@ import importlib
 import json
 import logging
 import os
+import pathlib
 import sys
 import typing
 from collections.abc import Sequence
@@ -76,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--unique-key")
     p.add_argument("--max-attempts", type=int, default=1)
     p.add_argument("--timeout", type=float)
+    p.add_argument(
+        "--upload",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="attach a file as upload NAME (repeatable)",
+    )
 
     p = sub.add_parser("show", help="show one job")
     p.add_argument("job_id")
@@ -188,9 +196,17 @@ async def _push(args: argparse.Namespace) -> int:
         unique_key=args.unique_key,
         max_attempts=args.max_attempts,
         timeout=args.timeout,
+        uploads=dict(_upload(u) for u in args.upload),
     )
     print(await Queue(args.root, args.queue).push(job))
     return EXIT_OK
+
+
+def _upload(text: str) -> tuple[str, pathlib.Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise ValueError(f"--upload takes NAME=PATH, not {text!r}")
+    return name, pathlib.Path(path)
 
 
 def _state_dict(state: JobState) -> dict[str, typing.Any]:
