@@ -244,3 +244,19 @@ def report(line: str) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
+
+
+#: The os functions the fault tests wrap: every call that can change the tree or its fds.
+PATCHED = (
+    "open",
+    "write",
+    "pwrite",
+    "fsync",
+    "rename",
+    "link",
+    "mkdir",
+    "unlink",
+    "rmdir",
+    "ftruncate",
+    "close",
+)

@@ -33,23 +33,12 @@ from fsjobs._clock import to_ms
 from fsjobs.model import ErrorInfo
 from fsjobs.store import Outcome, Store
 
+from ._fsck import PATCHED
+
 CRASHED = 99
 FAILED = 3
 HUNG = -signal.SIGKILL
 #: The functions that are wrapped: every call that can change the tree or its fds.
-PATCHED = (
-    "open",
-    "write",
-    "pwrite",
-    "fsync",
-    "rename",
-    "link",
-    "mkdir",
-    "unlink",
-    "rmdir",
-    "ftruncate",
-    "close",
-)
 QUEUE = "default"
 NOOP = "tests.faults.crash_child.noop"
 #: A child that has not exited after this long is killed and reported as hung.

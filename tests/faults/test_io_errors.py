@@ -39,26 +39,13 @@ from fsjobs._clock import to_ms
 from fsjobs.model import ErrorInfo
 from fsjobs.store import Claim, Outcome, Store
 
-from ._fsck import check, repair, report, walk
+from ._fsck import PATCHED, check, repair, report, walk
 
 pytestmark = pytest.mark.slow
 
 Q = "default"
 FUNC = "tests.faults.test_io_errors.nothing"
 WORKER = "faulty-worker"
-PATCHED = (
-    "open",
-    "write",
-    "pwrite",
-    "fsync",
-    "rename",
-    "link",
-    "mkdir",
-    "unlink",
-    "rmdir",
-    "ftruncate",
-    "close",
-)
 WRITES = ("write", "pwrite")
 MAX_K = 400
 

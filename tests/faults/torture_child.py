@@ -32,12 +32,11 @@ import time
 
 import fsjobs
 from tests.integration.tasks import append_line
+from tests.integration.worker_main import remember_early_signals, run_until_signalled
 
 STEP = "tests.faults.torture_child.step"
 QUEUE = "default"
 MAX_ATTEMPTS = 20
-
-_early_signal = False
 
 
 async def step(ctx: fsjobs.Context, log: str, tag: str, ms: int) -> str:
@@ -50,22 +49,12 @@ async def step(ctx: fsjobs.Context, log: str, tag: str, ms: int) -> str:
     return tag
 
 
-def _remember(signum: int, frame: object) -> None:
-    global _early_signal
-    _early_signal = True
-
-
 async def work(args: argparse.Namespace) -> None:
     queue = fsjobs.Queue(args.root, QUEUE)
     try:
         queue.task(name=STEP)(step)
         worker = fsjobs.Worker(queue, concurrency=args.concurrency)
-        run = asyncio.ensure_future(worker.run())
-        while not run.done():
-            if _early_signal:
-                worker.stop()  # repeated until run() has started and sees it
-            await asyncio.wait([run], timeout=0.05)
-        await run
+        await run_until_signalled(worker)
     finally:
         queue.close()
 
@@ -120,8 +109,7 @@ async def push(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    signal.signal(signal.SIGTERM, _remember)
-    signal.signal(signal.SIGINT, _remember)
+    remember_early_signals()
     parser = argparse.ArgumentParser(prog="python -m tests.faults.torture_child")
     parser.add_argument("mode", choices=["worker", "pusher"])
     parser.add_argument("root")

@@ -32,6 +32,22 @@ def _remember(signum: int, frame: object) -> None:
     _early_signal = True
 
 
+def remember_early_signals() -> None:
+    """Until the Worker installs its own handlers, remember SIGTERM/SIGINT here."""
+    signal.signal(signal.SIGTERM, _remember)
+    signal.signal(signal.SIGINT, _remember)
+
+
+async def run_until_signalled(worker: fsjobs.Worker) -> None:
+    """Run the worker; a signal that came before it was serving stops it too."""
+    run = asyncio.ensure_future(worker.run())
+    while not run.done():
+        if _early_signal:
+            worker.stop()  # repeated until run() has started and sees it
+        await asyncio.wait([run], timeout=0.05)
+    await run
+
+
 async def serve(root: str, queues: list[str], concurrency: int, lease: float, grace: float) -> None:
     queue = fsjobs.Queue(root, name=queues[0])
     try:
@@ -39,19 +55,13 @@ async def serve(root: str, queues: list[str], concurrency: int, lease: float, gr
         worker = fsjobs.Worker(
             queue, queues=queues, concurrency=concurrency, lease=lease, grace_period=grace
         )
-        run = asyncio.ensure_future(worker.run())
-        while not run.done():
-            if _early_signal:
-                worker.stop()  # repeated until run() has started and sees it
-            await asyncio.wait([run], timeout=0.05)
-        await run
+        await run_until_signalled(worker)
     finally:
         queue.close()
 
 
 def main(argv: list[str] | None = None) -> None:
-    signal.signal(signal.SIGTERM, _remember)
-    signal.signal(signal.SIGINT, _remember)
+    remember_early_signals()
     parser = argparse.ArgumentParser(prog="python -m tests.integration.worker_main")
     parser.add_argument("root")
     parser.add_argument("--concurrency", type=int, default=4)

@@ -49,7 +49,7 @@ ALLOWED: dict[str, set[str]] = {
     "fsck": {"_durable", "_ids", "_names", "_paths", "journal", "model", "store"},
     "testing": {"queue", "worker"},
     "_demo": {"context", "queue", "worker"},
-    "cli": {"__init__", "_demo", "errors", "fsck", "journal", "model", "queue", "worker"},
+    "cli": {"__init__", "_clock", "_demo", "errors", "fsck", "journal", "model", "queue", "worker"},
     "__main__": {"cli"},
     "__init__": {"context", "errors", "model", "queue", "tasks", "worker"},
 }
