@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import functools
+import heapq
 import os
 import threading
 import typing
@@ -359,13 +360,21 @@ class Queue:
 
     def _list_jobs(self, status: JobStatus | None, limit: int, queue: str) -> list[JobState]:
         queues = self.store.queues() if queue == "*" else [_names.check_name("queue", queue)]
-        ids: list[str] = []
+        streams: list[Iterable[str]] = []
         for q in queues:
             for where in _dirs_for(status):
-                ids.extend(self.store.job_ids(q, where))
-        ids.sort(reverse=True)  # ids are time-ordered: newest first
+                if where in (_names.WAITING, _names.PENDING, _names.RUNNING):
+                    streams.append(sorted(self.store.job_ids(q, where), reverse=True))
+                else:  # final directories are walked newest day first, newest id first
+                    streams.append(self.store.job_ids(q, where))
         states = []
-        for job_id in ids:
+        seen = set()
+        # ids are time-ordered: merging the newest-first streams stops at `limit`
+        # without reading the older days of a large store
+        for job_id in heapq.merge(*streams, reverse=True):
+            if job_id in seen:
+                continue  # moved from one directory to another while we listed
+            seen.add(job_id)
             try:
                 state = self.store.get(job_id)
             except LookupError:
