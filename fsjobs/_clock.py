@@ -33,19 +33,6 @@ class SystemClock:
         return time.monotonic()
 
 
-class OffsetClock:
-    """The system clock shifted by a fixed amount: a host whose wall clock is wrong."""
-
-    def __init__(self, offset: dt.timedelta) -> None:
-        self.offset = offset
-
-    def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC) + self.offset
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
 SYSTEM_CLOCK: typing.Final = SystemClock()
 
 

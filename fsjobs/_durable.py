@@ -23,8 +23,6 @@ O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 FILE_MODE = 0o666  # the umask decides; group-writable roots just set umask 002
 DIR_MODE = 0o777
-#: errors that mean "the name may exist after all; look again" on network filesystems
-RETRYABLE = frozenset({errno.ESTALE, errno.ENOENT})
 
 
 def raise_full(exc: OSError, what: str) -> None:
