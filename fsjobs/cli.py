@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import sys
 import typing
 from collections.abc import Sequence
@@ -99,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--prometheus", action="store_true", help="the Prometheus text format")
 
-    p = sub.add_parser("watch", help="print a job's state each time it changes, until it ends")
+    p = sub.add_parser(
+        "watch", help="follow a job until it ends: a live bar in a terminal, else a line per change"
+    )
     p.add_argument("job_id")
     p.add_argument("--interval", type=float, default=0.5)
     p.add_argument("--timeout", type=float)
@@ -305,16 +308,39 @@ def _prometheus(result: dict[str, dict[str, typing.Any]], alive: int) -> str:
 
 async def _watch(args: argparse.Namespace) -> int:
     queue = Queue(args.root)
+    bar = not args.json and sys.stdout.isatty()
     state = None
     async for state in queue.watch(args.job_id, interval=args.interval, timeout=args.timeout):
         if args.json:
             print(json.dumps(_state_dict(state)), flush=True)
-            continue
-        progress = "" if state.progress is None else f" {state.progress:5.1f}%"
-        message = f" {state.progress_message}" if state.progress_message else ""
-        line = f"{state.status.value:<10} attempt {state.attempts}/{state.max_attempts}{progress}"
-        print(_printable(line + message), flush=True)
+        elif bar:
+            width = shutil.get_terminal_size().columns
+            # Redraw one line in place; clear what a longer previous line left.
+            print("\r\x1b[K" + _printable(_bar_line(state))[: width - 1], end="", flush=True)
+        else:
+            print(_printable(_plain_line(state)), flush=True)
+    if bar and state is not None:
+        print()
     return EXIT_OK if state is not None and state.status is JobStatus.COMPLETED else EXIT_FAILED
+
+
+def _plain_line(state: JobState) -> str:
+    progress = "" if state.progress is None else f" {state.progress:5.1f}%"
+    message = f" {state.progress_message}" if state.progress_message else ""
+    return (
+        f"{state.status.value:<10} attempt {state.attempts}/{state.max_attempts}{progress}{message}"
+    )
+
+
+def _bar_line(state: JobState, cells: int = 30) -> str:
+    """``running   [#########.....................]  30.0% attempt 1/3 message``."""
+    done = 100.0 if state.status is JobStatus.COMPLETED else (state.progress or 0.0)
+    filled = round(cells * min(max(done, 0.0), 100.0) / 100)
+    message = f" {state.progress_message}" if state.progress_message else ""
+    return (
+        f"{state.status.value:<10}[{'#' * filled}{'.' * (cells - filled)}] {done:5.1f}%"
+        f" attempt {state.attempts}/{state.max_attempts}{message}"
+    )
 
 
 async def _operate(args: argparse.Namespace) -> int:

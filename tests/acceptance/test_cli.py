@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import pty
+import select
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
 TASKS = textwrap.dedent(
     """
     import os
+    import time
+
     import fsjobs
 
     queue = fsjobs.Queue(os.environ["FSJOBS_ROOT"])
@@ -21,6 +26,14 @@ TASKS = textwrap.dedent(
     @queue.task(name="clitasks.add")
     def add(a: int, b: int) -> int:
         return a + b
+
+    @queue.task(name="clitasks.halfway")
+    def halfway(ctx: fsjobs.Context, go: str) -> str:
+        ctx.progress_sync(50, "half")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(go) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return "done"
 
     @queue.task(name="clitasks.fail")
     def fail() -> None:
@@ -112,6 +125,67 @@ def test_push_work_show_ls_stats(root: pathlib.Path, cli_env: dict[str, str]) ->
     assert [p["kind"] for p in json.loads(damaged.stdout)["problems"]] == ["tmp-garbage"]
     assert fsjobs(root, "fsck", "--repair", env=cli_env).returncode == 0
     assert fsjobs(root, "fsck", env=cli_env).returncode == 0
+
+
+def test_watch_draws_a_live_bar_in_a_terminal(
+    root: pathlib.Path, tmp_path: pathlib.Path, cli_env: dict[str, str]
+) -> None:
+    """In a terminal, `watch` redraws one bar line as progress arrives and ends with a newline."""
+    go = tmp_path / "go"
+    kwargs = json.dumps({"go": str(go)})
+    job_id = fsjobs(
+        root, "push", "clitasks.halfway", "--kwargs", kwargs, env=cli_env
+    ).stdout.strip()
+    leader, follower = pty.openpty()
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "fsjobs", "watch", job_id, "--interval", "0.05"],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(cli_env, COLUMNS="100"),
+    )
+    os.close(follower)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "fsjobs", "worker", "clitasks", "--until-empty"],
+        stdout=subprocess.DEVNULL,
+        env=cli_env,
+    )
+    try:
+        seen = _read_pty_until(leader, b" 50.0%")
+        go.touch()
+        seen += _read_pty_until(leader, None)
+        _, errors = watch.communicate(timeout=60)
+        assert watch.returncode == 0, errors
+        assert worker.wait(timeout=60) == 0
+    finally:
+        for proc in (watch, worker):
+            proc.kill()
+            proc.communicate()
+        os.close(leader)
+    text = seen.decode()
+    assert f"running   [{'#' * 15}{'.' * 15}]  50.0% attempt 1/1 half" in text
+    assert text.endswith(f"completed [{'#' * 30}] 100.0% attempt 1/1 half\r\n")
+    assert "\r\x1b[K" in text, "each state is redrawn over the previous one"
+
+
+def _read_pty_until(fd: int, marker: bytes | None, timeout: float = 60) -> bytes:
+    """Read a pty until `marker` shows (or, with None, until the other end closes)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while marker is None or marker not in data:
+        assert time.monotonic() < deadline, f"no {marker!r} in {data!r}"
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: every writer has closed the pty
+            chunk = b""
+        if not chunk:
+            assert marker is None, f"the pty closed before {marker!r}: {data!r}"
+            break
+        data += chunk
+    return data
 
 
 def test_errors_are_one_line_with_documented_exit_codes(
