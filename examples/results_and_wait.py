@@ -1,5 +1,5 @@
 """
-Results: ``get``, ``wait``, ``result`` and ``watch``, and what each one raises.
+Results: ``get``, ``wait``, ``result``, ``watch`` and ``history``, and what each one raises.
 
     python examples/results_and_wait.py [ROOT]
 
@@ -7,7 +7,8 @@ A task's return value is stored as JSON in the job's journal. ``wait()`` returns
 the final state of a completed job and raises ``fsjobs.JobFailed`` for a failed or
 timed-out one, ``fsjobs.WaitTimeout`` (a ``TimeoutError``) when its own timeout
 passes first. ``result()`` does not wait: it raises ``fsjobs.JobNotDone`` for a job
-that is not final yet. ``watch()`` yields a state each time the job changes.
+that is not final yet. ``watch()`` yields a state each time the job changes, and
+``history()`` lists every record of the job's journal.
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ async def main(root: str) -> None:
         pct = "-" if state.progress is None else f"{state.progress:.0f}%"
         print(f"watch: {state.status.value:<9} {pct:>4} {state.progress_message or ''}".rstrip())
     print(f"watch ended with result {await queue.result(watched)!r}")
+
+    # history() is every record of the job's journal, oldest first.
+    events = await queue.history(watched)
+    print("history: " + ", ".join(e.type for e in events if e.type != "progress"))
+    print(f"history: {sum(e.type == 'progress' for e in events)} progress records")
 
     worker.stop()  # stop claiming; running jobs may finish (here: none is running)
     await serving

@@ -29,6 +29,7 @@ from .errors import UnknownTask as UnknownTask
 from .errors import WaitTimeout as WaitTimeout
 from .model import Backoff as Backoff
 from .model import ErrorInfo as ErrorInfo
+from .model import Event as Event
 from .model import Job as Job
 from .model import JobState as JobState
 from .model import JobStatus as JobStatus
@@ -47,6 +48,7 @@ __all__ = [
     "Context",
     "CorruptRecord",
     "ErrorInfo",
+    "Event",
     "FormatError",
     "FsJobsError",
     "InvalidJob",

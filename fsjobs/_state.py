@@ -19,7 +19,7 @@ from . import _ids, _names, journal
 from ._clock import from_ms
 from ._names import Marker
 from .journal import JSON, Record, RecordType
-from .model import ErrorInfo, JobState, JobStatus
+from .model import ErrorInfo, Event, JobState, JobStatus
 
 Segments: typing.TypeAlias = list[tuple[int, journal.ReadResult]]
 
@@ -93,6 +93,25 @@ def build_state(
         unique_key=typing.cast("str | None", spec.get("unique_key")),
         outputs=outputs,
     )
+
+
+def events_of(segments: Segments) -> list[Event]:
+    """Every valid record of every segment, oldest first, a fenced worker's late ones marked."""
+    events = []
+    for i, (epoch, seg) in enumerate(segments):
+        fenced = was_rescued(segments, i)
+        for r in seg.records:
+            events.append(
+                Event(
+                    type=r.type.value,
+                    at=r.at,
+                    epoch=epoch,
+                    attempt=r.get_int("attempt"),
+                    data=dict(r.data),
+                    fenced=fenced and r.type in journal.TERMINAL,
+                )
+            )
+    return events
 
 
 def spec_in(segments: Segments) -> dict[str, JSON] | None:

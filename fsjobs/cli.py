@@ -90,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("job_id")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("history", help="every record of one job's journal, oldest first")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
     p = sub.add_parser("ls", help="list jobs, newest first")
     p.add_argument("--status", choices=[s.value for s in JobStatus])
     p.add_argument("--queue", default="*", help="a queue name, or * for all (default)")
@@ -236,6 +240,23 @@ async def _show(args: argparse.Namespace) -> int:
             value = f"{value['type']}: {value['message']}"
         text = value if isinstance(value, str) else json.dumps(value)
         print(f"{key:>16}: {_printable(text)}")
+    return EXIT_OK
+
+
+async def _history(args: argparse.Namespace) -> int:
+    for event in await Queue(args.root).history(args.job_id):
+        data: dict[str, typing.Any] = converter.unstructure(event)
+        if args.json:
+            print(json.dumps(data))
+            continue
+        attempt = "" if event.attempt is None else f" attempt {event.attempt}"
+        fenced = " (fenced: does not count)" if event.fenced else ""
+        detail = {k: v for k, v in event.data.items() if k not in ("attempt", "spec", "traceback")}
+        error = event.data.get("error")
+        if isinstance(error, dict):
+            detail["error"] = f"{error.get('type')}: {error.get('message')}"
+        line = f"{data['at']}  e{event.epoch:<3} {event.type:<10}{attempt}{fenced}"
+        print(_printable(line + (f"  {json.dumps(detail)}" if detail else "")))
     return EXIT_OK
 
 
@@ -393,6 +414,7 @@ _COMMANDS: dict[str, typing.Callable[[argparse.Namespace], typing.Coroutine[None
     "worker": _worker,
     "push": _push,
     "show": _show,
+    "history": _history,
     "ls": _ls,
     "stats": _stats,
     "watch": _watch,

@@ -316,6 +316,23 @@ class JobState:
         return (self.finished_at - self.started_at).total_seconds()
 
 
+@attrs.frozen
+class Event:
+    """
+    One record of a job's journal, as `Queue.history` returns it: what happened,
+    when, in which epoch (each claim, rescue or retry opens a new one) and with
+    which data (the spec for ``pushed``; worker, error, result, progress…).
+    """
+
+    type: str
+    at: dt.datetime
+    epoch: int
+    attempt: int | None = None
+    data: dict[str, JSON] = attrs.field(factory=dict)
+    #: True for a record a fenced worker wrote after its job was rescued: it does not count.
+    fenced: bool = False
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_unstructure_hook(dt.datetime, format_time)

@@ -24,7 +24,7 @@ from . import _names, tasks
 from ._clock import SYSTEM_CLOCK, Clock
 from .errors import JobCancelled, JobFailed, JobNotDone, PushError, WaitTimeout
 from .journal import JSON
-from .model import FINAL_DIRS, Job, JobState, JobStatus
+from .model import FINAL_DIRS, Event, Job, JobState, JobStatus
 from .store import Store
 
 T = typing.TypeVar("T")
@@ -213,6 +213,14 @@ class Queue:
     async def get(self, job_id: str) -> JobState:
         """The job's current state (any job under the root); raises JobNotFound."""
         return await self.io(self.store.get, job_id)
+
+    async def history(self, job_id: str) -> list[Event]:
+        """
+        The job's whole history, oldest first: one `Event` per journal record (pushed,
+        claimed, progress, failed, retrying, rescued, completed…) across every attempt.
+        A job whose journal is unreadable has an empty history; raises JobNotFound.
+        """
+        return await self.io(self.store.history, job_id)
 
     async def result(self, job_id: str) -> JSON:
         """The return value of a completed job; raises JobFailed, JobCancelled or JobNotDone."""

@@ -38,7 +38,7 @@ from . import _durable, _ids, _names, journal
 from ._clock import SYSTEM_CLOCK, Clock, from_ms, to_ms
 from ._names import Marker
 from ._paths import Dirs, Parts, filesystem_staleness
-from ._state import Location, Segments, build_state, spec_in, unreadable_state
+from ._state import Location, Segments, build_state, events_of, spec_in, unreadable_state
 from .errors import (
     CorruptRecord,
     FormatError,
@@ -54,6 +54,7 @@ from .model import (
     FINAL_DIRS,
     MAX_RESULT_BYTES,
     ErrorInfo,
+    Event,
     Job,
     JobState,
     JobStatus,
@@ -1066,6 +1067,11 @@ class Store:
         read_result = functools.partial(self._read_result_file, job_id)
         outputs = functools.partial(self._list_outputs, job_id)
         return build_state(job_id, queue, spec, segments, location, read_result, outputs)
+
+    def history(self, job_id: str) -> list[Event]:
+        """Every record of the job's journal, oldest first; JobNotFound if there is no such job."""
+        found = self._find(job_id)
+        return [] if isinstance(found, JobState) else events_of(found[1])
 
     def _outputs_parts(self, job_id: str, epoch: int) -> Parts:
         return self._job_parts(job_id, _names.ATTEMPTS, f"{epoch:06d}", _names.OUTPUTS)

@@ -80,6 +80,20 @@ def test_push_work_show_ls_stats(root: pathlib.Path, cli_env: dict[str, str]) ->
     shown = json.loads(fsjobs(root, "show", job_id, "--json", env=cli_env).stdout)
     assert (shown["status"], shown["result"], shown["attempts"]) == ("completed", 5, 1)
 
+    history = fsjobs(root, "history", failing, env=cli_env).stdout.splitlines()
+    assert [line.split()[2] for line in history] == ["pushed", "claimed", "failed"]
+    assert "ValueError: nope" in history[2] and "\x1b" not in history[2]
+    events = [
+        json.loads(line)
+        for line in fsjobs(root, "history", job_id, "--json", env=cli_env).stdout.splitlines()
+    ]
+    assert [(e["type"], e["attempt"]) for e in events] == [
+        ("pushed", None),
+        ("claimed", 1),
+        ("completed", 1),
+    ]
+    assert events[2]["data"]["result"] == 5
+
     text = fsjobs(root, "show", failing, env=cli_env).stdout
     assert "ValueError" in text
     assert "\x1b" not in text, "control characters from job data must be escaped"

@@ -53,6 +53,8 @@ EXPECTED: dict[str, list[str]] = {
         r"error type ZeroDivisionError",
         r"error type fsjobs\.errors\.UnknownTask",
         r"^watch: completed +100% step 3 of 3$",
+        r"^history: pushed, claimed, completed$",
+        r"^history: 3 progress records$",
     ],
     "sync_tasks.py": [
         r"sum\(range\(10000\)\) = 49995000 in thread fsjobs-task-",

@@ -49,6 +49,21 @@ async def test_a_failed_job_runs_again_with_one_more_attempt(root: pathlib.Path)
     segments = sorted(p.name for p in root.glob(f"jobs/*/{job_id}/journal/*.jsonl"))
     assert segments == ["000000.jsonl", "000001.jsonl", "000002.jsonl", "000003.jsonl"]
 
+    history = await queue.history(job_id)
+    assert [(e.type, e.epoch, e.attempt) for e in history] == [
+        ("pushed", 0, None),
+        ("claimed", 1, 1),
+        ("failed", 1, 1),
+        ("retried", 2, 1),
+        ("claimed", 3, 2),
+        ("completed", 3, 2),
+    ]
+    spec, error = history[0].data["spec"], history[2].data["error"]
+    assert isinstance(spec, dict) and spec["func"] == flaky.task_name
+    assert isinstance(error, dict) and error["message"] == "first time"
+    assert [e.at for e in history] == sorted(e.at for e in history)
+    assert not any(e.fenced for e in history)
+
 
 @pytest.mark.asyncio
 async def test_only_final_unsuccessful_jobs_can_be_retried(root: pathlib.Path) -> None:

@@ -574,6 +574,9 @@ def test_finish_after_rescue_is_fenced(store: Store, root: pathlib.Path, outcome
     assert files(root / "queues") == markers_before
     assert store.get(job_id) == before
     assert ready_ids(store) == [job_id]
+    history = store.history(job_id)
+    assert [e.type for e in history if not e.fenced] == ["pushed", "claimed", "rescued"]
+    assert all(e.type == outcome.status.value for e in history if e.fenced)
 
 
 def test_lost_last_attempt_is_not_runnable(store: Store) -> None:
