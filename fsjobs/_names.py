@@ -136,6 +136,24 @@ def bucket_start_ms(hour: str, second: str) -> int:
     return calendar.timegm(time.strptime(hour + second, "%Y%m%dT%H%M%S")) * 1000
 
 
+_HOUR_RE = re.compile(r"\d{8}T\d{2}")
+
+
+def bucket_end_ms(parts: tuple[str, ...]) -> int | None:
+    """
+    Where a bucket directory's time span ends (an ``hour/second`` bucket, or an
+    ``hour``); None for a directory that is not one, or a malformed name.
+    """
+    try:
+        if len(parts) >= 2 and _HOUR_RE.fullmatch(parts[-2]):
+            return bucket_start_ms(parts[-2], parts[-1]) + 1000
+        if parts and _HOUR_RE.fullmatch(parts[-1]):
+            return bucket_start_ms(parts[-1], "0000") + 3_600_000
+    except ValueError:
+        return None
+    return None
+
+
 def day_of(job_id: str) -> str:
     """The final-directory shard of a job: the UTC day of its push, ``2026-11-23``."""
     return time.strftime("%Y-%m-%d", time.gmtime(_ids.id_time_ms(job_id) // 1000))

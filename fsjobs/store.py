@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
 
-from . import _durable, _ids, _names, journal
+from . import _durable, _ids, _inotify, _names, journal
 from ._clock import SYSTEM_CLOCK, Clock, from_ms, to_ms
 from ._names import Marker
 from ._paths import Dirs, Parts, filesystem_staleness
@@ -66,6 +66,10 @@ logger = logging.getLogger(__name__)
 
 INLINE_RESULT_BYTES = 64 * 1024  # larger results go to attempts/<epoch>/result.json
 _LIVE_DIRS = (_names.WAITING, _names.PENDING, _names.RUNNING)
+#: an empty bucket is removed only once its time is this far past (see `_rmdir_past`)
+BUCKET_GRACE_MS = 5_000
+#: The state directories that are touched when a job lands in them, to wake idle workers.
+_DOORBELLS = (_names.WAITING, _names.PENDING)
 
 
 def _segment_name(epoch: int) -> str:
@@ -256,6 +260,8 @@ class Store:
             if self.durable:
                 for fd in to_sync.values():
                     _durable.fsync_dir(fd)
+            for queue, where in {(queue, where) for _job, queue, _marker, where in staged}:
+                self.ring(queue, where)
         except OSError as exc:
             # A job whose marker exists was published, even if a step after its
             # commit (a directory fsync) failed; only the others are cleaned up.
@@ -494,7 +500,7 @@ class Store:
                 if len(names) >= limit:
                     break
             else:
-                self._rmdir_empty(parts)
+                self._rmdir_past(parts)
         return names[:limit]
 
     def _leaf_buckets(self, top: Parts, levels: int, *, prune: bool = False) -> Iterator[Parts]:
@@ -506,7 +512,7 @@ class Store:
         with self._open_or_none(top) as fd:
             names = [] if fd is None else sorted(_durable.listdir(fd))
         if not names and prune:
-            self._rmdir_empty(top)
+            self._rmdir_past(top)
         for name in names:
             if levels == 1:
                 yield (*top, name)
@@ -515,6 +521,17 @@ class Store:
 
     def _open_or_none(self, parts: Parts) -> typing.ContextManager[int | None]:
         return self.dirs.open_or_none(parts)
+
+    def _rmdir_past(self, parts: Parts) -> None:
+        """
+        Remove an empty bucket once its time is well past. A current one may be
+        empty only because a pusher has just made it and is about to create its
+        marker there: removing it would make that push start over (and, with
+        workers woken by every push, lose that race again and again).
+        """
+        end = _names.bucket_end_ms(parts)
+        if end is None or end < to_ms(self.clock.now()) - BUCKET_GRACE_MS:
+            self._rmdir_empty(parts)
 
     def _rmdir_empty(self, parts: Parts) -> None:
         try:
@@ -756,6 +773,8 @@ class Store:
                             os.rename(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
                             if sync and self.durable:
                                 _durable.fsync_dir(dst_fd)
+                        if len(dst_parts) > 2 and dst_parts[2] in _DOORBELLS:
+                            self.ring(dst_parts[1], dst_parts[2])
                         return True
                     except FileNotFoundError:
                         if _durable.exists(src_fd, src):
@@ -771,6 +790,25 @@ class Store:
                 return _durable.exists(fd, name)
         except FileNotFoundError:
             return False
+
+    # -- wake-ups ---------------------------------------------------------------
+
+    def ring(self, queue: str, where: str) -> None:
+        """
+        Touch ``queues/<queue>/<where>/`` so that idle workers watching it with
+        inotify wake at once (same host), and pollers on other hosts see its
+        times change. Best effort: a wake-up lost here is found by the next poll.
+        """
+        try:
+            os.utime(self.dirs.cached(self._qdir(queue, where)))
+        except OSError:
+            pass
+
+    def watch(self, queues: Iterable[str]) -> _inotify.Watcher | None:
+        """An inotify descriptor that wakes on `ring` (and new buckets); None if unavailable."""
+        return _inotify.watch(
+            self.dirs.cached(self._qdir(q, where)) for q in queues for where in _DOORBELLS
+        )
 
     # -- promotion and rescue --------------------------------------------------
 
@@ -793,7 +831,7 @@ class Store:
                     continue
                 moved += self._promote_bucket(queue, (*waiting_parts, hour, sec), now_ms)
             if not seconds:
-                self._rmdir_empty((*waiting_parts, hour))
+                self._rmdir_past((*waiting_parts, hour))
         return moved
 
     def _promote_bucket(self, queue: str, parts: Parts, now_ms: int) -> int:
@@ -810,7 +848,7 @@ class Store:
             pending = self._marker_parts(queue, _names.PENDING, marker)
             if self._move(parts, name, pending, name, sync=False):
                 moved += 1
-        self._rmdir_empty(parts)
+        self._rmdir_past(parts)
         return moved
 
     def next_due_ms(self, queue: str) -> int | None:

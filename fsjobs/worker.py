@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from . import _ids, _names, tasks
 from ._clock import Clock, to_ms
+from ._inotify import Watcher
 from .context import Context
 from .errors import ResultNotSerializable, Retry, StoreFull, UnknownTask
 from .journal import dumps
@@ -40,6 +41,9 @@ RELIST_INTERVAL = 0.1
 PROGRESS_INTERVAL = 0.5
 #: how long a worker stops claiming after the disk was found full
 FULL_PAUSE = 1.0
+#: the longest an idle worker waits between looks at its queues, by filesystem
+IDLE_POLL_LOCAL = 0.5
+IDLE_POLL_NETWORK = 0.05
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:
@@ -67,7 +71,7 @@ class Worker:
         clock: Clock | None = None,
         worker_id: str | None = None,
         poll_interval: float = 0.01,
-        max_poll_interval: float = 0.5,
+        max_poll_interval: float | None = None,
         rescue_interval: float = 1.0,
         lease: float = 30.0,
         grace_period: float = 30.0,
@@ -83,6 +87,10 @@ class Worker:
         self.clock = clock or queue.clock
         self.id = _names.check_worker_id(worker_id or _ids.new_worker_id())
         self.poll_interval = poll_interval
+        if max_poll_interval is None:
+            # Another host's push rings no inotify bell here: on a network
+            # filesystem an idle worker keeps looking every 50 ms.
+            max_poll_interval = IDLE_POLL_NETWORK if self.store.staleness else IDLE_POLL_LOCAL
         self.max_poll_interval = max_poll_interval
         self.rescue_interval = rescue_interval
         if not lease > 0:
@@ -141,6 +149,9 @@ class Worker:
         lock_fd, hb_fd = await self.queue.io(self.store.register_worker, self.id)
         self._heartbeat = heartbeat = _Heartbeat(self.store, hb_fd, self.lease / 6)
         heartbeat.start()
+        bell = await self.queue.io(self.store.watch, self.queues)
+        if bell is not None:
+            asyncio.get_running_loop().add_reader(bell.fd, self._on_bell, bell, waker)
         started = self.clock.monotonic()
         installed = self._install_signals() if not until_empty else []
         logger.info("worker %s serving %s under %s", self.id, self.queues, self.queue.root)
@@ -176,10 +187,19 @@ class Worker:
         finally:
             for sig in installed:
                 asyncio.get_running_loop().remove_signal_handler(sig)
+            if bell is not None:
+                asyncio.get_running_loop().remove_reader(bell.fd)
+                bell.close()
             await self._shutdown()
             await self.queue.io(heartbeat.stop)
             await self.queue.io(self.store.unregister_worker, self.id, lock_fd, hb_fd)
             self._waker = self._heartbeat = None
+
+    @staticmethod
+    def _on_bell(bell: Watcher, waker: _Waker) -> None:
+        """A job landed in a watched directory (pushed by another process on this host)."""
+        bell.drain()
+        waker.wake()
 
     async def _idle_pause(
         self, wait_scheduled: bool, max_wait: float | None, started: float

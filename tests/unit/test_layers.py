@@ -19,11 +19,13 @@ ALLOWED: dict[str, set[str]] = {
     "model": {"_names", "errors", "journal"},
     "context": set(),
     "_durable": {"errors"},
+    "_inotify": set(),
     "_paths": {"_durable", "errors"},
     "_state": {"_ids", "_names", "_clock", "journal", "model"},
     "store": {
         "_durable",
         "_ids",
+        "_inotify",
         "_names",
         "_clock",
         "_paths",
@@ -36,6 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "queue": {"_names", "tasks", "_clock", "errors", "journal", "model", "store"},
     "worker": {
         "_ids",
+        "_inotify",
         "_names",
         "tasks",
         "_clock",
