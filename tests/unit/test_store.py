@@ -7,6 +7,8 @@ import datetime as dt
 import json
 import os
 import pathlib
+import select
+import sys
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
@@ -726,3 +728,44 @@ def test_foreign_files_in_pending_are_skipped(store: Store, root: pathlib.Path) 
     finally:
         for c in won:
             store.release(c)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
+@pytest.mark.parametrize("when", ["now", "later"])
+def test_a_push_by_another_store_rings_the_watchers_bell(
+    store: Store, root: pathlib.Path, clock: FakeClock, when: str
+) -> None:
+    """Idle workers watch pending/ and waiting/; a push from another process wakes them."""
+    watcher = store.watch([Q])
+    assert watcher is not None
+    try:
+        assert select.select([watcher.fd], [], [], 0)[0] == []
+        other = Store(root, clock=clock, staleness=0)
+        at = None if when == "now" else clock.now() + dt.timedelta(hours=1)
+        push(other, Job(func=FUNC, scheduled_at=at))
+        other.close()
+        assert select.select([watcher.fd], [], [], 10)[0] == [watcher.fd]
+        watcher.drain()
+        assert select.select([watcher.fd], [], [], 0)[0] == [], "drained"
+    finally:
+        watcher.close()
+
+
+def test_an_empty_bucket_is_removed_only_once_past(
+    store: Store, root: pathlib.Path, clock: FakeClock
+) -> None:
+    """A pusher may have just made the current bucket: listing leaves it until it is past."""
+    job_id = push(store, Job(func=FUNC))
+    store.finish(claim_next(store), Outcome(JobStatus.COMPLETED))
+    buckets = list((root / "queues" / Q / "pending").glob("*/*/*"))
+    assert len(buckets) == 1 and not any(buckets[0].iterdir())
+    assert store.ready(Q) == []
+    assert buckets[0].is_dir(), "the current, empty bucket stays"
+    clock.advance(10)
+    assert store.ready(Q) == []
+    assert not buckets[0].exists(), "a past one goes"
+    assert buckets[0].parent.is_dir(), "its hour is not past yet"
+    clock.advance(3600)
+    assert store.ready(Q) == []
+    assert not list((root / "queues" / Q / "pending").iterdir()), "then the hour and priority go"
+    assert store.get(job_id).status is JobStatus.COMPLETED
