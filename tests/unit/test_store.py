@@ -766,6 +766,6 @@ def test_an_empty_bucket_is_removed_only_once_past(
     assert not buckets[0].exists(), "a past one goes"
     assert buckets[0].parent.is_dir(), "its hour is not past yet"
     clock.advance(3600)
-    assert store.ready(Q) == []
+    assert store.ready(Q) == [] and store.ready(Q) == []  # a level per listing
     assert not list((root / "queues" / Q / "pending").iterdir()), "then the hour and priority go"
     assert store.get(job_id).status is JobStatus.COMPLETED
