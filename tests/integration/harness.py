@@ -66,6 +66,7 @@ class Children:
         queues: tuple[str, ...] = ("default",),
         lease: float = 30.0,
         grace: float = 30.0,
+        clock_offset: float = 0.0,
     ) -> subprocess.Popen[bytes]:
         return self.start(
             "tests.integration.worker_main",
@@ -76,6 +77,7 @@ class Children:
             str(lease),
             "--grace",
             str(grace),
+            *(["--clock-offset", str(clock_offset)] if clock_offset else []),
             "--queues",
             *queues,
         )

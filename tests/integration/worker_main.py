@@ -2,6 +2,7 @@
 A worker process for the integration tests::
 
     python -m tests.integration.worker_main ROOT [--concurrency N] [--queues Q ...] [--lease S]
+        [--grace S] [--clock-offset S]
 
 It registers the tasks of `tests.integration.tasks` and runs a `Worker` until
 SIGTERM (or SIGINT), which the Worker itself handles: it stops claiming, lets
@@ -11,16 +12,22 @@ The Worker installs its signal handlers only once it is serving. A SIGTERM that
 arrives before that is remembered here and passed on with `Worker.stop()`, so a
 test may stop a worker as soon as its lock file ``ROOT/workers/*-<pid>-*.lock``
 exists and still expect a clean exit.
+
+``--clock-offset S`` runs the Queue and the Worker with a wall clock S seconds
+ahead of this host's (behind, if negative) and the host's real monotonic clock:
+a host whose clock is wrong, for the clock-skew tests of ``tests/sharedfs``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import logging
 import signal
 
 import fsjobs
+from fsjobs._clock import SYSTEM_CLOCK, Clock
 
 from . import tasks
 
@@ -48,12 +55,38 @@ async def run_until_signalled(worker: fsjobs.Worker) -> None:
     await run
 
 
-async def serve(root: str, queues: list[str], concurrency: int, lease: float, grace: float) -> None:
-    queue = fsjobs.Queue(root, name=queues[0])
+class SkewedClock:
+    """This host's clocks, but a wall clock `offset` seconds off (monotonic stays real)."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = dt.timedelta(seconds=offset)
+
+    def now(self) -> dt.datetime:
+        return SYSTEM_CLOCK.now() + self.offset
+
+    def monotonic(self) -> float:
+        return SYSTEM_CLOCK.monotonic()
+
+
+async def serve(
+    root: str,
+    queues: list[str],
+    concurrency: int,
+    lease: float,
+    grace: float,
+    clock_offset: float = 0.0,
+) -> None:
+    clock: Clock = SkewedClock(clock_offset) if clock_offset else SYSTEM_CLOCK
+    queue = fsjobs.Queue(root, name=queues[0], clock=clock)
     try:
         tasks.register(queue)
         worker = fsjobs.Worker(
-            queue, queues=queues, concurrency=concurrency, lease=lease, grace_period=grace
+            queue,
+            queues=queues,
+            concurrency=concurrency,
+            lease=lease,
+            grace_period=grace,
+            clock=clock,
         )
         await run_until_signalled(worker)
     finally:
@@ -68,9 +101,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queues", nargs="+", default=["default"])
     parser.add_argument("--lease", type=float, default=30.0)
     parser.add_argument("--grace", type=float, default=30.0)
+    parser.add_argument(
+        "--clock-offset", type=float, default=0.0, help="seconds added to the wall clock"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(process)d %(message)s")
-    asyncio.run(serve(args.root, args.queues, args.concurrency, args.lease, args.grace))
+    asyncio.run(
+        serve(args.root, args.queues, args.concurrency, args.lease, args.grace, args.clock_offset)
+    )
 
 
 if __name__ == "__main__":
