@@ -1,0 +1,122 @@
+"""
+W4: does a large backlog slow down the jobs that are due? And the plot's sweep.
+
+Two backlogs: jobs waiting in another queue of the same root, and jobs
+scheduled a year ahead in the same queue. Each is built with push_many in
+batches of 1,000 through a ``durable=False`` queue (the files are the same;
+only the fsyncs are skipped, to save minutes), then ``os.sync()``; nothing is
+measured while building. Beside each backlog (and an empty store) two arms:
+
+* push+drain: a serving worker process is up (``Worker.run()``), this process
+  pushes `backlog_jobs` jobs one at a time; rate = jobs / (last job's start -
+  first push). The worker's peak RSS (getrusage) is read when it stops.
+* drain: `backlog_jobs` due jobs are queued, then a worker process drains them
+  (``run_until_empty``, as W2): jobs / worker's run time, including its first
+  look at the store, which is where a backlog would cost.
+
+The empty store is measured first and again last (a fresh root), after one
+unrecorded warm-up round. The scheduled-ahead backlog grows through 0, 1k,
+10k, 100k in one root for the plot; the limit queue is swept the same way
+(drain arm only: it has no worker features that a backlog could slow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import os
+import pathlib
+import shutil
+import time
+
+import fsjobs
+from benchmarks import noop
+from benchmarks.common import Samples, Settings, drain_rate, log, serving
+from benchmarks.limitq import FAR_AHEAD_MS, LimitQueue
+from benchmarks.stamps import wait_for
+
+SWEEP = (0, 1000, 10_000, 100_000)
+BATCH = 1000
+
+
+def sizes(s: Settings) -> list[int]:
+    """The backlog sizes measured: the sweep up to `s.backlog`; --quick only 0 and it."""
+    if s.quick:
+        return [0, s.backlog]
+    return [b for b in SWEEP if b < s.backlog] + [s.backlog]
+
+
+def measure(s: Settings, samples: Samples) -> None:
+    # The first round in a process runs ~25 % slower (cold caches, new threads):
+    # one unrecorded round first, and the empty store is measured first and last.
+    warm = dataclasses.replace(s, repeat=1, backlog_jobs=100)
+    asyncio.run(_arms(s.base / "w4-warm", warm, Samples(), "w4.warm"))
+    root = s.base / "w4-ahead"
+    built = 0
+    for size in sizes(s):
+        built = asyncio.run(_grow(root, "default", built, size, ahead=True))
+        asyncio.run(_arms(root, s, samples, f"w4.ahead.{size}"))
+    shutil.rmtree(root)
+    root = s.base / "w4-other"
+    asyncio.run(_grow(root, "backlog", 0, s.backlog, ahead=False))
+    asyncio.run(_arms(root, s, samples, f"w4.other.{s.backlog}"))
+    shutil.rmtree(root)
+    asyncio.run(_arms(s.base / "w4-empty", s, samples, "w4.ahead.0"))
+    _limit_sweep(s, samples)
+
+
+async def _grow(root: pathlib.Path, queue_name: str, have: int, want: int, ahead: bool) -> int:
+    """Add jobs to the backlog until it holds `want`; returns `want`."""
+    began = time.monotonic()
+    queue = fsjobs.Queue(root, queue_name, durable=False)
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(days=365) if ahead else None
+    job = fsjobs.Job(func="benchmarks.noop", scheduled_at=when)
+    for first in range(have, want, BATCH):
+        await queue.push_many([job] * min(BATCH, want - first))
+    queue.close()
+    os.sync()
+    where = "scheduled ahead" if ahead else f"in queue {queue_name!r}"
+    log(f"w4: backlog of {want:,} {where} built in {time.monotonic() - began:.0f} s")
+    return want
+
+
+async def _arms(root: pathlib.Path, s: Settings, samples: Samples, key: str) -> None:
+    queue = fsjobs.Queue(root)
+    n = s.backlog_jobs
+    stamps = s.stamps / key
+    with serving("fsjobs-serve", root=root, stamps=stamps) as workers:
+        for rep in range(s.repeat):
+            first = rep * n
+            start = time.time()
+            for i in range(first, first + n):
+                await queue.push(noop.stamp.job(i=i))
+            starts = await asyncio.to_thread(wait_for, stamps, first + n, 120)
+            samples.add(f"{key}.live", n / (max(starts.values()) - start))
+    samples.add(f"{key}.live_rss", workers[0]["rss_kb"] / 1024)
+    for _ in range(s.repeat):
+        await queue.push_many([fsjobs.Job(func="benchmarks.noop")] * n)
+        rate, results = drain_rate("fsjobs-drain", n, [{"root": root}])
+        samples.add(f"{key}.drain", rate)
+        samples.add(f"{key}.drain_rss", results[0]["rss_kb"] / 1024)
+    queue.close()
+
+
+def _limit_sweep(s: Settings, samples: Samples) -> None:
+    root = s.base / "w4-limit"
+    ahead = int(time.time() * 1000) + FAR_AHEAD_MS
+    built = 0
+    for size in sizes(s):
+        backlog = LimitQueue(root, durable=False)
+        for first in range(built, size, BATCH):
+            backlog.push_many(range(first, min(size, first + BATCH)), due_ms=ahead)
+        backlog.close()
+        os.sync()
+        built = size
+        for _ in range(s.repeat):
+            queue = LimitQueue(root)
+            queue.push_many(range(s.backlog_jobs))
+            queue.close()
+            rate, _ = drain_rate("limit-drain", s.backlog_jobs, [{"root": root, "durable": True}])
+            samples.add(f"w4.limit.{size}.drain", rate)
+    shutil.rmtree(root)

@@ -1,0 +1,130 @@
+"""The command line of benchmarks/bench.py: which workloads, where, and the output."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+import typing
+
+from benchmarks.common import REPO, Samples, Settings, log
+
+WORKLOADS = ("w1", "w2", "w3", "w4", "w5")
+DEFAULT_JSON = REPO / "benchmarks" / "results" / "latest.json"
+DEFAULT_PLOT = REPO / "docs" / "performance-backlog.png"
+
+
+def parse(argv: list[str] | None, doc: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run: about a minute")
+    parser.add_argument("--jobs", type=int, help="W1/W2 jobs (default 10,000; quick 2,000)")
+    parser.add_argument("--repeat", type=int, help="runs per figure, median (default 3; quick 1)")
+    parser.add_argument("--backlog", type=int, help="W4 backlog (default 100,000; quick 10,000)")
+    parser.add_argument(
+        "--only", default=",".join(WORKLOADS), help="e.g. w3 or w1,w4 (w1 and w2 run together)"
+    )
+    parser.add_argument("--dir", help="where to make the queues (default: a temp dir)")
+    parser.add_argument(
+        "--dir-b", help="the --dir directory through a second mount: W3's worker uses it"
+    )
+    parser.add_argument(
+        "--json", default=str(DEFAULT_JSON), help="results file (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--plot", nargs="?", const=str(DEFAULT_PLOT), help="draw the W4 sweep (default: %(const)s)"
+    )
+    args = parser.parse_args(argv)
+    unknown = set(args.only.split(",")) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"--only: unknown workloads {sorted(unknown)}")
+    return args
+
+
+def machine(base: pathlib.Path) -> dict[str, typing.Any]:
+    """What the figures depend on, and which code they measured."""
+
+    def cmd(*argv: str) -> str:
+        return subprocess.run(argv, capture_output=True, text=True, cwd=REPO).stdout.strip()
+
+    return {
+        "nproc": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "filesystem": cmd("df", "--output=fstype", str(base)).split()[-1],
+        "commit": cmd("git", "rev-parse", "--short", "HEAD"),
+        "fsjobs_uncommitted": bool(cmd("git", "status", "--porcelain", "--", "fsjobs")),
+    }
+
+
+def main(argv: list[str] | None = None, doc: str = "") -> int:
+    args = parse(argv, doc)
+    only = set(args.only.split(","))
+    base = pathlib.Path(tempfile.mkdtemp(prefix="fsjobs-bench-", dir=args.dir))
+    stamps = pathlib.Path(tempfile.mkdtemp(prefix="fsjobs-bench-stamps-"))
+    base_b = pathlib.Path(args.dir_b) / base.name if args.dir_b else None
+    sizes = {"jobs": args.jobs, "repeat": args.repeat, "backlog": args.backlog}
+    s = Settings.make(args.quick, sizes, base=base, base_b=base_b, stamps=stamps)
+    os.environ["FSJOBS_ROOT"] = str(base / "tasks")  # for benchmarks.noop's own queue
+    samples, seconds, notes = Samples(), {}, {}
+    from benchmarks import backlog, hueyq, pickup, rates, stream  # after FSJOBS_ROOT
+
+    if not hueyq.installed():
+        notes["huey"] = "not installed"
+    steps = (("w1,w2", rates), ("w3", pickup), ("w4", backlog), ("w5", stream))
+    try:
+        for names, module in steps:
+            if only & set(names.split(",")):
+                log(f"{names}: measuring…")
+                began = time.monotonic()
+                module.measure(s, samples)
+                seconds[names] = round(time.monotonic() - began, 1)
+                log(f"{names}: {seconds[names]:.0f} s")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(stamps, ignore_errors=True)
+    return _report(args, s, samples, seconds, notes)
+
+
+def _report(
+    args: argparse.Namespace,
+    s: Settings,
+    samples: Samples,
+    seconds: dict[str, float],
+    notes: dict[str, str],
+) -> int:
+    from benchmarks import report
+
+    medians = samples.medians()
+    rows = report.build(medians, notes, s.backlog)
+    info = machine(s.base.parent)
+    size = "quick" if s.quick else "full"
+    print(
+        f"\n{size} run: {s.jobs:,} jobs for W1/W2, median of {s.repeat}; W3 {s.pickups} pickups; "
+        f"W4 backlog {s.backlog:,} with {s.backlog_jobs:,} jobs measured; W5 {s.stream:,} pushes; "
+        f"{info['filesystem']} under {s.base.parent}; commit {info['commit']}"
+        + (" + uncommitted fsjobs/ changes" if info["fsjobs_uncommitted"] else "")
+        + f"; seconds per workload {seconds}\n"
+    )
+    print(report.markdown(rows))
+    settings = {k: str(v) for k, v in vars(s).items()}
+    report.write_json(
+        pathlib.Path(args.json),
+        machine=info,
+        settings=settings,
+        seconds=seconds,
+        medians=medians,
+        samples=samples.values,
+        rows=rows,
+    )
+    print(f"\nresults: {args.json}")
+    if args.plot and "w4" in args.only:
+        report.plot(medians, s, pathlib.Path(args.plot))
+        print(f"plot: {args.plot}")
+    return 0
