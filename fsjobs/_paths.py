@@ -17,6 +17,8 @@ import threading
 import typing
 from collections.abc import Iterator
 
+import attrs
+
 from . import _durable
 from .errors import StoreError
 
@@ -136,20 +138,48 @@ class _OpenOrNone:
             self._cm.__exit__(None, None, None)
 
 
-def filesystem_staleness(path: str) -> float:
-    """0 s on a local filesystem, 2 s on a network one (content may lag names there)."""
+@attrs.frozen
+class Mount:
+    """The mount a path is on, from /proc/self/mountinfo."""
+
+    point: str
+    fstype: str
+    options: tuple[str, ...]  # per-mount and superblock options, as the kernel lists them
+
+    @property
+    def is_network(self) -> bool:
+        base = self.fstype.split(".")[0]
+        return base in NETWORK_FS or base.startswith("fuse")
+
+    def option(self, name: str) -> str | None:
+        """The value of ``name=value``, ``""`` for a bare flag, None if absent."""
+        for opt in self.options:
+            key, _, value = opt.partition("=")
+            if key == name:
+                return value
+        return None
+
+
+def mount_of(path: str) -> Mount | None:
+    """The mount that holds `path` (the longest mount point that is a prefix), if readable."""
+    best: Mount | None = None
     try:
-        best, fstype = "", ""
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
                 fields = line.split()
                 sep = fields.index("-")
-                mount_point = fields[4].replace("\\040", " ")
-                if (path == mount_point or path.startswith(mount_point.rstrip("/") + "/")) and len(
-                    mount_point
-                ) >= len(best):
-                    best, fstype = mount_point, fields[sep + 1]
+                point = fields[4].replace("\\040", " ")
+                if path != point and not path.startswith(point.rstrip("/") + "/"):
+                    continue
+                if best is None or len(point) >= len(best.point):
+                    options = (*fields[5].split(","), *fields[sep + 3].split(","))
+                    best = Mount(point, fields[sep + 1], options)
     except (OSError, ValueError, IndexError):
-        return 2.0
-    base = fstype.split(".")[0]
-    return 2.0 if base in NETWORK_FS or base.startswith("fuse") else 0.0
+        return None
+    return best
+
+
+def filesystem_staleness(path: str) -> float:
+    """0 s on a local filesystem, 2 s on a network one (content may lag names there)."""
+    mount = mount_of(path)
+    return 2.0 if mount is None or mount.is_network else 0.0

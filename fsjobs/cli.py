@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from ._clock import to_ms
+from .doctor import Level, doctor
 from .errors import FsJobsError, JobNotFound
 from .fsck import format_report, fsck
 from .journal import loads
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="fsjobs",
         description="Background jobs in a directory of plain files.",
         epilog="exit codes: 0 success, 1 operation failed, 2 usage error, 3 no such job, "
-        "4 fsck found problems left unrepaired",
+        "4 fsck found problems left unrepaired (doctor: 1 when a check fails)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fsjobs {__version__}")
@@ -143,6 +144,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fsck", help="check the root against the format's invariants")
     p.add_argument("--repair", action="store_true", help="also fix what can be fixed safely")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("doctor", help="check that the root's filesystem and mount suit fsjobs")
     p.add_argument("--json", action="store_true")
 
     sub.add_parser("demo", help="run a demo on a temporary directory")
@@ -410,6 +414,16 @@ async def _fsck(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
+async def _doctor(args: argparse.Namespace) -> int:
+    queue = Queue(args.root)
+    checks = await queue.io(doctor, queue.store)
+    if args.json:
+        print(json.dumps(converter.unstructure(checks), indent=2))
+    for check in [] if args.json else checks:
+        print(f"{check.level.value:<5} {check.name}: {_printable(check.detail)}")
+    return EXIT_FAILED if any(c.level is Level.FAIL for c in checks) else EXIT_OK
+
+
 _COMMANDS: dict[str, typing.Callable[[argparse.Namespace], typing.Coroutine[None, None, int]]] = {
     "worker": _worker,
     "push": _push,
@@ -424,4 +438,5 @@ _COMMANDS: dict[str, typing.Callable[[argparse.Namespace], typing.Coroutine[None
     "release": _operate,
     "prune": _prune,
     "fsck": _fsck,
+    "doctor": _doctor,
 }

@@ -196,11 +196,56 @@ class Store:
     def close(self) -> None:
         self.dirs.close()
 
+    # -- probes (fsjobs doctor) ------------------------------------------------
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.dirs.root_fd)
+        return st.f_bavail * st.f_frsize
+
+    def probe_locks(self) -> bool:
+        """
+        Whether OFD locks exclude: a lock held through one open file description
+        must keep a second one out. Rescue and unique keys rely on it.
+        """
+        tmp = self.dirs.cached((_names.TMP,))
+        name = f"probe-{secrets.token_hex(8)}.lock"
+        new_rw = (_durable.O_NEW & ~os.O_WRONLY) | os.O_RDWR
+        first = os.open(name, new_rw, _durable.FILE_MODE, dir_fd=tmp)
+        try:
+            second = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=tmp)
+            try:
+                return _durable.try_lock(first) and not _durable.try_lock(second)
+            finally:
+                os.close(second)
+        finally:
+            os.close(first)
+            _durable.unlink_quiet(tmp, name)
+
+    def probe_clock_skew(self) -> float:
+        """
+        Seconds by which the filesystem's clock (a new file's mtime, set by the
+        NFS server) is ahead of this host's; 0 when it falls inside our own window.
+        """
+        tmp = self.dirs.cached((_names.TMP,))
+        name = f"probe-{secrets.token_hex(8)}.clock"
+        before = time.time()
+        fd = os.open(name, _durable.O_NEW, _durable.FILE_MODE, dir_fd=tmp)
+        try:
+            os.fsync(fd)
+            mtime = os.fstat(fd).st_mtime
+        finally:
+            os.close(fd)
+            _durable.unlink_quiet(tmp, name)
+        after = time.time()
+        # The kernel stamps files with a coarse clock, up to a tick behind time.time().
+        if before - 0.02 <= mtime <= after:
+            return 0.0
+        return mtime - (before + after) / 2
+
     # -- push ---------------------------------------------------------------
 
     def check_space(self) -> None:
-        st = os.statvfs(self.dirs.root_fd)
-        free = st.f_bavail * st.f_frsize
+        free = self.free_bytes()
         if free < self.reserve_bytes:
             raise StoreFull(
                 f"only {free // 1024} KiB free under {self.root}, below the reserve of "

@@ -27,6 +27,7 @@ from . import _ids, _names, tasks
 from ._clock import Clock, to_ms
 from ._inotify import Watcher
 from .context import Context
+from .doctor import mount_problems
 from .errors import ResultNotSerializable, Retry, StoreFull, UnknownTask
 from .journal import dumps
 from .model import DEFAULT_BACKOFF, MAX_RESULT_BYTES, ErrorInfo, JobStatus, to_json_result
@@ -155,6 +156,10 @@ class Worker:
         started = self.clock.monotonic()
         installed = self._install_signals() if not until_empty else []
         logger.info("worker %s serving %s under %s", self.id, self.queues, self.queue.root)
+        for problem in mount_problems(self.queue.root):
+            logger.warning(
+                "worker %s: unsafe mount: %s (see fsjobs doctor)", self.id, problem.detail
+            )
         listings: dict[str, deque[str]] = {q: deque() for q in self.queues}
         listed_at: dict[str, float] = dict.fromkeys(self.queues, -math.inf)
         last_rescue = last_check = -math.inf

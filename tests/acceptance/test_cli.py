@@ -222,6 +222,20 @@ def test_errors_are_one_line_with_documented_exit_codes(
     assert not list(root.glob("queues/*/*/**/*.a000of*")), "refused pushes publish nothing"
 
 
+def test_doctor_checks_the_root(root: pathlib.Path, cli_env: dict[str, str]) -> None:
+    """`fsjobs doctor` passes on a local disk and says what it checked."""
+    checked = fsjobs(root, "doctor", env=cli_env)
+    assert checked.returncode == 0, checked.stdout
+    assert [line.split()[1] for line in checked.stdout.splitlines()] == [
+        "filesystem:",
+        "locks:",
+        "clock:",
+        "space:",
+    ]
+    checks = json.loads(fsjobs(root, "doctor", "--json", env=cli_env).stdout)
+    assert {c["name"]: c["level"] for c in checks}["locks"] == "ok"
+
+
 def test_help_lists_exit_codes(subprocess_env: dict[str, str]) -> None:
     """`fsjobs --help` documents the exit codes."""
     out = subprocess.run(
