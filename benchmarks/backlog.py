@@ -32,7 +32,7 @@ import time
 
 import fsjobs
 from benchmarks import noop
-from benchmarks.common import Samples, Settings, drain_rate, log, serving
+from benchmarks.common import Samples, Settings, drain_rate, log, retried, serving
 from benchmarks.limitq import FAR_AHEAD_MS, LimitQueue
 from benchmarks.stamps import wait_for
 
@@ -90,7 +90,7 @@ async def _arms(root: pathlib.Path, s: Settings, samples: Samples, key: str) -> 
             first = rep * n
             start = time.time()
             for i in range(first, first + n):
-                await queue.push(noop.stamp.job(i=i))
+                await retried(lambda i=i: queue.push(noop.stamp.job(i=i)), samples)
             starts = await asyncio.to_thread(wait_for, stamps, first + n, 120)
             samples.add(f"{key}.live", n / (max(starts.values()) - start))
     samples.add(f"{key}.live_rss", workers[0]["rss_kb"] / 1024)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import typing
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 Params = dict[str, typing.Any]
@@ -54,6 +54,7 @@ class Samples:
 
     def __init__(self) -> None:
         self.values: dict[str, list[float]] = {}
+        self.counts: dict[str, int] = {"errors.push": 0}
 
     def add(self, key: str, value: float) -> None:
         self.values.setdefault(key, []).append(value)
@@ -63,8 +64,29 @@ class Samples:
         for name, value in percentiles(seconds).items():
             self.add(f"{key}.{name}", value * 1000)
 
+    def count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
     def medians(self) -> dict[str, float]:
-        return {k: statistics.median(v) for k, v in self.values.items()}
+        """Each figure's median, and the counts as they are."""
+        return {k: statistics.median(v) for k, v in self.values.items()} | self.counts
+
+
+async def retried(push: Callable[[], Awaitable[object]], samples: Samples) -> None:
+    """
+    One push as an application would make it: tried again if it raises OSError
+    (fsjobs.StoreError is one). Every failure is counted ("errors.push") and
+    shown in the table, rather than ending a ten-minute run.
+    """
+    for attempt in range(3):
+        try:
+            await push()
+            return
+        except OSError as exc:
+            samples.count("errors.push")
+            log(f"push failed ({exc}); {'giving up' if attempt == 2 else 'trying again'}")
+            if attempt == 2:
+                raise
 
 
 def log(message: str) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import fsjobs
 from benchmarks import noop
-from benchmarks.common import Samples, Settings, cpu_seconds, serving
+from benchmarks.common import Samples, Settings, cpu_seconds, retried, serving
 from benchmarks.limitq import LimitQueue
 from benchmarks.stamps import read_stamps, stamp_to, wait_for
 
@@ -49,7 +49,7 @@ async def _same_process(s: Settings, samples: Samples) -> None:
     try:
         push: Push = lambda i: queue.push(noop.stamp.job(i=i))  # noqa: E731
         await _warm_up(push, stamps, 1.0)
-        returned = await _push_spaced(push, s.pickups)
+        returned = await _push_spaced(push, s.pickups, samples)
         await _gather(stamps, returned, samples, "w3.same")
     finally:
         worker.stop()
@@ -75,7 +75,7 @@ async def _other_process(
             before = cpu_seconds(pid)
             await asyncio.sleep(s.idle)
             samples.add(f"{key}.idle_cpu", 100 * (cpu_seconds(pid) - before) / s.idle)
-            returned = await _push_spaced(push, s.pickups)
+            returned = await _push_spaced(push, s.pickups, samples)
             await _gather(stamps, returned, samples, key)
 
 
@@ -103,13 +103,13 @@ async def _warm_up(push: Push, stamps: os.PathLike[str], idle: float) -> None:
     await asyncio.sleep(idle)
 
 
-async def _push_spaced(push: Push, n: int) -> list[float]:
+async def _push_spaced(push: Push, n: int, samples: Samples) -> list[float]:
     """Push jobs 0..n-1 at fixed 20 ms ticks; when each push returned (time.time())."""
     returned = []
     start = time.monotonic()
     for i in range(n):
         await asyncio.sleep(max(0.0, start + i * GAP - time.monotonic()))
-        await push(i)
+        await retried(lambda i=i: push(i), samples)
         returned.append(time.time())
     return returned
 

@@ -49,7 +49,9 @@ class Row:
 def fmt(value: float, unit: str) -> str:
     if unit == "/s":
         return f"{value:,.0f}/s"
-    return f"{value:.2f} {unit}" if unit in ("ms", "%") else f"{value:,.0f} {unit}"
+    if unit in ("ms", "%"):
+        return f"{value:.2f} {unit}"
+    return f"{value:,.0f} {unit}".rstrip()
 
 
 class Table:
@@ -180,6 +182,9 @@ def _w5(t: Table) -> None:
         t.latency(w, f"{system}, no worker (W1)", f"w1.{key}")
         alone = ("no worker", f"w1.{key}.p50")
         t.latency(w, f"{system}, 2 workers draining", f"w5.{key}", alone)
+    # pushes made while workers run (W3, W4, W5) that raised, and were tried again
+    none = Target("<=", 0, on="value", text="0")
+    t.add("W3-W5", "fsjobs pushes that failed, workers running", "errors.push", "", None, none)
 
 
 # -- output ---------------------------------------------------------------------------

@@ -65,31 +65,38 @@ def machine(base: pathlib.Path) -> dict[str, typing.Any]:
 
 def main(argv: list[str] | None = None, doc: str = "") -> int:
     args = parse(argv, doc)
-    only = set(args.only.split(","))
     base = pathlib.Path(tempfile.mkdtemp(prefix="fsjobs-bench-", dir=args.dir))
     stamps = pathlib.Path(tempfile.mkdtemp(prefix="fsjobs-bench-stamps-"))
     base_b = pathlib.Path(args.dir_b) / base.name if args.dir_b else None
     sizes = {"jobs": args.jobs, "repeat": args.repeat, "backlog": args.backlog}
     s = Settings.make(args.quick, sizes, base=base, base_b=base_b, stamps=stamps)
+    info = machine(base)
+    info["load_before"] = os.getloadavg()[0]  # other work on the machine skews everything
     os.environ["FSJOBS_ROOT"] = str(base / "tasks")  # for benchmarks.noop's own queue
-    samples, seconds, notes = Samples(), {}, {}
-    from benchmarks import backlog, hueyq, pickup, rates, stream  # after FSJOBS_ROOT
-
-    if not hueyq.installed():
-        notes["huey"] = "not installed"
-    steps = (("w1,w2", rates), ("w3", pickup), ("w4", backlog), ("w5", stream))
+    samples, seconds = Samples(), {}
     try:
-        for names, module in steps:
-            if only & set(names.split(",")):
-                log(f"{names}: measuring…")
-                began = time.monotonic()
-                module.measure(s, samples)
-                seconds[names] = round(time.monotonic() - began, 1)
-                log(f"{names}: {seconds[names]:.0f} s")
+        seconds = _measure(set(args.only.split(",")), s, samples)
     finally:
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(stamps, ignore_errors=True)
-    return _report(args, s, samples, seconds, notes)
+    info["load_after"] = os.getloadavg()[0]
+    return _report(args, s, samples, seconds, info)
+
+
+def _measure(only: set[str], s: Settings, samples: Samples) -> dict[str, float]:
+    """Run the chosen workloads; the seconds each took."""
+    from benchmarks import backlog, pickup, rates, stream  # imports noop: after FSJOBS_ROOT
+
+    steps = (("w1,w2", rates), ("w3", pickup), ("w4", backlog), ("w5", stream))
+    seconds = {}
+    for names, module in steps:
+        if only & set(names.split(",")):
+            log(f"{names}: measuring…")
+            began = time.monotonic()
+            module.measure(s, samples)
+            seconds[names] = round(time.monotonic() - began, 1)
+            log(f"{names}: {seconds[names]:.0f} s")
+    return seconds
 
 
 def _report(
@@ -97,27 +104,27 @@ def _report(
     s: Settings,
     samples: Samples,
     seconds: dict[str, float],
-    notes: dict[str, str],
+    info: dict[str, typing.Any],
 ) -> int:
-    from benchmarks import report
+    from benchmarks import hueyq, report
 
     medians = samples.medians()
+    notes = {} if hueyq.installed() else {"huey": "not installed"}
     rows = report.build(medians, notes, s.backlog)
-    info = machine(s.base.parent)
-    size = "quick" if s.quick else "full"
     print(
-        f"\n{size} run: {s.jobs:,} jobs for W1/W2, median of {s.repeat}; W3 {s.pickups} pickups; "
-        f"W4 backlog {s.backlog:,} with {s.backlog_jobs:,} jobs measured; W5 {s.stream:,} pushes; "
-        f"{info['filesystem']} under {s.base.parent}; commit {info['commit']}"
+        f"\n{'quick' if s.quick else 'full'} run: {s.jobs:,} jobs for W1/W2, median of {s.repeat}; "
+        f"W3 {s.pickups} pickups; W4 backlog {s.backlog:,} with {s.backlog_jobs:,} jobs measured; "
+        f"W5 {s.stream:,} pushes; {info['filesystem']} under {s.base.parent}; "
+        f"commit {info['commit']}"
         + (" + uncommitted fsjobs/ changes" if info["fsjobs_uncommitted"] else "")
-        + f"; seconds per workload {seconds}\n"
+        + f"; load average {info['load_before']:.1f} before, {info['load_after']:.1f} after; "
+        f"seconds {seconds}\n"
     )
     print(report.markdown(rows))
-    settings = {k: str(v) for k, v in vars(s).items()}
     report.write_json(
         pathlib.Path(args.json),
         machine=info,
-        settings=settings,
+        settings={k: str(v) for k, v in vars(s).items()},
         seconds=seconds,
         medians=medians,
         samples=samples.values,

@@ -15,7 +15,7 @@ import time
 
 import fsjobs
 from benchmarks import noop
-from benchmarks.common import Samples, Settings, serving
+from benchmarks.common import Samples, Settings, retried, serving
 from benchmarks.limitq import LimitQueue
 from benchmarks.stamps import wait_for
 
@@ -32,7 +32,7 @@ async def _fsjobs(s: Settings, samples: Samples) -> None:
         durations = []
         for i in range(s.stream):
             t = time.perf_counter()
-            await queue.push(noop.stamp.job(i=i))
+            await retried(lambda i=i: queue.push(noop.stamp.job(i=i)), samples)
             durations.append(time.perf_counter() - t)
         await asyncio.to_thread(wait_for, stamps, s.stream, 120)
     queue.close()
