@@ -23,6 +23,8 @@ from . import _durable
 from .errors import StoreError
 
 Parts = tuple[str, ...]
+#: at most this many directory descriptors are kept open
+MAX_CACHED = 256
 #: filesystems where file content may lag names across hosts
 NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs", "lustre", "9p"})
 
@@ -33,9 +35,17 @@ def _check_component(part: str) -> None:
 
 
 class Dirs:
-    def __init__(self, root: str, *, dir_mode: int = _durable.DIR_MODE) -> None:
+    def __init__(
+        self,
+        root: str,
+        *,
+        dir_mode: int = _durable.DIR_MODE,
+        static: typing.Callable[[Parts], bool] = lambda parts: False,
+    ) -> None:
+        """`static` says which directories are never removed: their descriptors are kept."""
         self.root_path = os.path.abspath(root)
         self.dir_mode = dir_mode
+        self._static = static
         try:
             os.makedirs(self.root_path, mode=dir_mode, exist_ok=True)
             self.root_fd = os.open(self.root_path, _durable.O_DIR)
@@ -75,6 +85,16 @@ class Dirs:
         finally:
             os.close(fd)
 
+    @contextlib.contextmanager
+    def child(self, parent_fd: int, name: str) -> Iterator[int]:
+        """A descriptor of the directory `name` under an open one, for a with-block."""
+        _check_component(name)
+        fd = self._step(os.dup(parent_fd), name, create=False)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
     def _walk(self, parts: Parts, *, create: bool) -> int:
         for part in parts:
             _check_component(part)
@@ -82,9 +102,16 @@ class Dirs:
         while base and parts[:base] not in self._cache:
             base -= 1
         fd = os.dup(self._cache[parts[:base]]) if base else os.dup(self.root_fd)
-        for part in parts[base:]:
-            fd = self._step(fd, part, create=create)  # closes the parent, even on error
+        for i in range(base, len(parts)):
+            fd = self._step(fd, parts[i], create=create)  # closes the parent, even on error
+            if self._static(parts[: i + 1]) and len(self._cache) < MAX_CACHED:
+                self._keep(parts[: i + 1], fd)
         return fd
+
+    def _keep(self, parts: Parts, fd: int) -> None:
+        with self._lock:
+            if parts not in self._cache and self._cache:  # empty: closed
+                self._cache[parts] = os.dup(fd)
 
     def _step(self, parent: int, part: str, *, create: bool) -> int:
         """Open `part` under `parent` and close `parent`."""

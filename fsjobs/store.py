@@ -125,7 +125,7 @@ class Store:
         unique_wait: float = 3.0,
         durable: bool = True,
     ) -> None:
-        self.dirs = Dirs(os.fspath(root))
+        self.dirs = Dirs(os.fspath(root), static=_never_removed)
         self.root = self.dirs.root_path
         self.clock = clock
         self.staleness = filesystem_staleness(self.root) if staleness is None else staleness
@@ -606,7 +606,10 @@ class Store:
             return None
         claim = Claim(queue, new, worker, None, -1, self.clock.now(), runnable)
         try:
-            with self.dirs.open(self._job_parts(new.job_id, _names.JOURNAL)) as jfd:
+            with (
+                self.dirs.open(self._job_parts(new.job_id)) as job_fd,
+                self.dirs.child(job_fd, _names.JOURNAL) as jfd,
+            ):
                 claim.segment_fd = _open_segment_at(jfd, new.epoch)
                 claim.journal_fd = os.dup(jfd)
                 record = _now_record(
@@ -618,7 +621,7 @@ class Store:
                 )
                 self._append(claim, record, sync=False)
                 claim.job, claim.uploads = _read_spec(jfd, new.job_id)
-            claim.cancel_requested = self._exists(self._job_parts(new.job_id), _names.CANCEL)
+                claim.cancel_requested = _durable.exists(job_fd, _names.CANCEL)
         except _CORRUPTION as exc:
             self._abandon(claim, JobStatus.CORRUPT, f"job files unusable: {exc}")
             return None
@@ -703,26 +706,58 @@ class Store:
         recorded (a full disk, an I/O error), the job goes back to pending, its
         attempt given back, and the error is raised.
         """
-        if claim.closed:
-            return False
-        try:
-            dst_parts, dst_name, record = self._finish_record(claim, outcome)
-            self._append(claim, record)
-            if self.durable and claim.journal_fd >= 0:
-                _durable.fsync_dir(claim.journal_fd)  # the segment's own name, made at claim
-            running = self._qdir(claim.queue, _names.RUNNING)
-            won = self._move(running, claim.marker.running_name(claim.worker), dst_parts, dst_name)
-        except BaseException:
+        (result,) = self.finish_many([(claim, outcome)])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def finish_many(self, items: Sequence[tuple[Claim, Outcome]]) -> list[bool | Exception]:
+        """
+        `finish` for several claims at once, as a group commit: each outcome is
+        recorded and fsynced in its own segment and its marker renamed, then each
+        target directory is fsynced once for all the markers that went there.
+        One result per item, in order: won, fenced (False), or the error.
+        """
+        results: list[bool | Exception] = []
+        moved: dict[Parts, list[int]] = {}
+        for i, (claim, outcome) in enumerate(items):
+            if claim.closed:
+                results.append(False)
+                continue
+            try:
+                dst_parts, dst_name, record = self._finish_record(claim, outcome)
+                self._append(claim, record)
+                if self.durable and claim.journal_fd >= 0:
+                    _durable.fsync_dir(claim.journal_fd)  # the segment's own name, made at claim
+                running = self._qdir(claim.queue, _names.RUNNING)
+                src = claim.marker.running_name(claim.worker)
+                won = self._move(running, src, dst_parts, dst_name, sync=False)
+            except BaseException as exc:
+                self.release(claim)
+                self._put_back(claim)
+                if not isinstance(exc, Exception):
+                    raise
+                results.append(exc)
+                continue
             self.release(claim)
-            self._put_back(claim)
-            raise
-        self.release(claim)
-        if not won:
-            logger.warning(
-                "job %s was rescued while it ran (fenced): its outcome is discarded",
-                claim.job_id,
-            )
-        return won
+            if won:
+                moved.setdefault(dst_parts, []).append(i)
+            else:
+                logger.warning(
+                    "job %s was rescued while it ran (fenced): its outcome is discarded",
+                    claim.job_id,
+                )
+            results.append(won)
+        for parts, indexes in moved.items() if self.durable else ():
+            try:
+                with self.dirs.open(parts) as fd:
+                    _durable.fsync_dir(fd)
+            except FileNotFoundError:
+                pass  # emptied and removed since: those markers have moved on already
+            except OSError as exc:
+                for i in indexes:
+                    results[i] = exc
+        return results
 
     def _finish_record(self, claim: Claim, outcome: Outcome) -> tuple[Parts, str, Record]:
         """Where the marker goes for `outcome`, and the terminal record that says so."""
@@ -1602,6 +1637,17 @@ def _status_at(location: Location) -> JobStatus:
 
 
 _FINAL_VALUES = frozenset(s.value for s in JobStatus if s.is_final)
+_TOP_DIRS = frozenset({_names.JOBS, _names.QUEUES, _names.UNIQUE, _names.WORKERS, _names.TMP})
+_STATE_DIRS = frozenset({*_LIVE_DIRS, *(status.value for status in JobStatus)})
+
+
+def _never_removed(parts: Parts) -> bool:
+    """The top directories, each queue's directory, and its state directories."""
+    if len(parts) == 1:
+        return parts[0] in _TOP_DIRS
+    return parts[0] == _names.QUEUES and (
+        len(parts) == 2 or (len(parts) == 3 and parts[2] in _STATE_DIRS)
+    )
 _RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED})
 
 #: Errors that mean a job's own files are unusable: quarantine it, never crash.

@@ -105,6 +105,8 @@ class Worker:
         #: why a running task was cancelled: "cancel" or "fenced" (otherwise: shutdown)
         self._stop_reasons: dict[asyncio.Task[None], str] = {}
         self._finishing: set[str] = set()
+        self._to_finish: list[tuple[Claim, Outcome, asyncio.Future[bool]]] = []
+        self._finisher: asyncio.Task[None] | None = None
         self._heartbeat: _Heartbeat | None = None
         self._paused_until = -math.inf  # no claims before this (time.monotonic): disk full
         self._stopping = False
@@ -404,7 +406,7 @@ class Worker:
         self._finishing.add(claim.job_id)
         try:
             await progress.flush()
-            await self.queue.io(self.store.finish, claim, outcome)
+            await self._publish(claim, outcome)
         except Exception:  # the store has put the job back in pending
             logger.exception("worker %s could not record the end of job %s", self.id, claim.job_id)
             return
@@ -413,6 +415,37 @@ class Worker:
         if outcome.status is not JobStatus.PENDING:
             self.ran += 1
         signals.finished(self.queue.root, claim.job_id)
+
+    async def _publish(self, claim: Claim, outcome: Outcome) -> bool:
+        """
+        `store.finish`, batched: outcomes that arrive while a batch is being
+        written go together in the next one, sharing its directory fsyncs and its
+        hop to the I/O threads (a group commit). Raises what finish would.
+        """
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._to_finish.append((claim, outcome, done))
+        if self._finisher is None or self._finisher.done():
+            self._finisher = asyncio.create_task(self._finish_batches())
+        return await done
+
+    async def _finish_batches(self) -> None:
+        while self._to_finish:
+            batch, self._to_finish = self._to_finish, []
+            items = [(claim, outcome) for claim, outcome, _ in batch]
+            try:
+                results = await self.queue.io(self.store.finish_many, items)
+            except BaseException as exc:  # the loop is going away; nothing else raises here
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                raise
+            for (*_, done), result in zip(batch, results, strict=True):
+                if done.done():
+                    continue  # its task was cancelled meanwhile; the outcome was still written
+                if isinstance(result, Exception):
+                    done.set_exception(result)
+                else:
+                    done.set_result(result)
 
     async def _attempt(self, claim: Claim, progress: _ProgressWriter) -> Outcome:
         job = claim.job
@@ -435,7 +468,7 @@ class Worker:
             attempt=claim.marker.attempt,
             max_attempts=claim.marker.max_attempts,
             queue=claim.queue,
-            uploads=await self.queue.io(self.store.upload_paths, claim),
+            uploads=await self.queue.io(self.store.upload_paths, claim) if claim.uploads else {},
             output_dir_factory=functools.partial(self.store.output_dir, claim),
             progress_sink=progress.write,
             loop=asyncio.get_running_loop(),
