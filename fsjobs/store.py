@@ -631,6 +631,26 @@ class Store:
             raise
         return claim
 
+    def claim_many(
+        self, queue: str, paths: Sequence[str], worker: str, want: int
+    ) -> tuple[list[Claim], int, Exception | None]:
+        """
+        `claim` the listed names in order until `want` are won: the claims, how
+        many names were tried, and the error that stopped it early, if any (that
+        name's job is back in pending, as `claim` leaves it).
+        """
+        claims: list[Claim] = []
+        for tried, path in enumerate(paths, 1):
+            try:
+                claim = self.claim(queue, path, worker)
+            except OSError as exc:
+                return claims, tried, exc
+            if claim is not None:
+                claims.append(claim)
+                if len(claims) >= want:
+                    return claims, tried, None
+        return claims, len(paths), None
+
     def _abandon(self, claim: Claim, status: JobStatus, reason: str) -> None:
         """
         After a won claim went wrong: quarantine the job (its files are bad), or,
@@ -1648,6 +1668,8 @@ def _never_removed(parts: Parts) -> bool:
     return parts[0] == _names.QUEUES and (
         len(parts) == 2 or (len(parts) == 3 and parts[2] in _STATE_DIRS)
     )
+
+
 _RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED})
 
 #: Errors that mean a job's own files are unusable: quarantine it, never crash.

@@ -244,10 +244,11 @@ class Worker:
         while progress and len(self._running) < self.concurrency and not self._stopping:
             progress = False
             for q in self.queues:
-                if len(self._running) >= self.concurrency:
+                free = self.concurrency - len(self._running)
+                if free <= 0:
                     break
-                claim = await self._claim_next(q, listings[q], listed_at)
-                if claim is not None:
+                share = max(1, free // len(self.queues))
+                for claim in await self._claim_some(q, share, listings[q], listed_at):
                     self._start(claim)
                     claimed += 1
                     progress = True
@@ -255,51 +256,62 @@ class Worker:
             self.queues.append(self.queues.pop(0))
         return claimed
 
-    async def _claim_next(
-        self, queue: str, listing: deque[str], listed_at: dict[str, float]
-    ) -> Claim | None:
+    async def _claim_some(
+        self, queue: str, want: int, listing: deque[str], listed_at: dict[str, float]
+    ) -> list[Claim]:
+        """Up to `want` claims from the cached head listing, listing again when it runs dry."""
         for relisted in (False, True):
             now = self.clock.monotonic()
             if relisted or not listing or now - listed_at[queue] > RELIST_INTERVAL:
                 if relisted and now - listed_at[queue] < self.poll_interval and not listing:
-                    return None
+                    return []
                 await self.queue.io(self.store.promote, queue)
                 listing.clear()
                 listing.extend(
                     await self.queue.io(self.store.ready, queue, 2 * self.concurrency + 10)
                 )
                 listed_at[queue] = now
-            while listing:
-                claim = await self._claim(queue, listing.popleft())
-                if claim is not None:
-                    return claim
-                if time.monotonic() < self._paused_until:
-                    return None  # the disk is full: stop trying for now
-        return None
+            if listing:
+                claims = await self._claim_batch(queue, want, listing)
+                if claims or time.monotonic() < self._paused_until:
+                    return claims  # or the disk is full: stop trying for now
+        return []
 
-    async def _claim(self, queue: str, path: str) -> Claim | None:
-        """One claim hop. If we are cancelled meanwhile, a claim that was won is given back."""
-        hop = asyncio.ensure_future(self.queue.io(self.store.claim, queue, path, self.id))
+    async def _claim_batch(self, queue: str, want: int, listing: deque[str]) -> list[Claim]:
+        """
+        One hop to the I/O threads that tries the listed names in order until it
+        has won `want` claims. The names it tried leave the listing. If we are
+        cancelled meanwhile, the claims it won are given back.
+        """
+        paths = list(listing)
+        hop = asyncio.ensure_future(
+            self.queue.io(self.store.claim_many, queue, paths, self.id, want)
+        )
         try:
-            return await asyncio.shield(hop)
+            claims, tried, error = await asyncio.shield(hop)
         except asyncio.CancelledError:
             hop.add_done_callback(self._give_back)
             raise
-        except StoreFull as exc:  # the job is back in pending; wait for space
+        for _ in range(tried):
+            listing.popleft()
+        if isinstance(error, StoreFull):  # that job is back in pending; wait for space
             if self._paused_until < time.monotonic():
-                logger.warning("worker %s: %s; pausing claims for %.0f s", self.id, exc, FULL_PAUSE)
+                logger.warning(
+                    "worker %s: %s; pausing claims for %.0f s", self.id, error, FULL_PAUSE
+                )
             self._paused_until = time.monotonic() + FULL_PAUSE
-            return None
-        except OSError:  # the store has put the job back; the next listing retries it
-            logger.exception("worker %s: claiming %s failed", self.id, path)
-            return None
+        elif error is not None:  # the store has put that job back; the next listing retries it
+            logger.error("worker %s: claiming from %s failed: %s", self.id, queue, error)
+        return claims
 
-    def _give_back(self, hop: asyncio.Future[Claim | None]) -> None:
-        if hop.cancelled() or hop.exception() is not None or hop.result() is None:
+    def _give_back(self, hop: asyncio.Future[tuple[list[Claim], int, Exception | None]]) -> None:
+        if hop.cancelled() or hop.exception() is not None:
             return
-        claim = hop.result()
-        assert claim is not None
-        io_pool().submit(self.store.finish, claim, Outcome(JobStatus.PENDING))
+        claims = hop.result()[0]
+        if claims:
+            io_pool().submit(
+                self.store.finish_many, [(c, Outcome(JobStatus.PENDING)) for c in claims]
+            )
 
     async def _check_running(self) -> None:
         """Stop tasks whose job was rescued away from us, or whose cancel was requested."""
