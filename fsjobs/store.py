@@ -341,11 +341,11 @@ class Store:
         try:
             with self.dirs.open((_names.JOBS, shard), create=True) as shard_fd:
                 self.dirs.mkdir_new(shard_fd, job_id)
-                with self.dirs.open((_names.JOBS, shard, job_id)) as job_fd:
+                with self.dirs.child(shard_fd, job_id) as job_fd:
                     if job.uploads:
                         self._write_uploads(job_fd, job.uploads)
                     self.dirs.mkdir_new(job_fd, _names.JOURNAL)
-                    with self.dirs.open((_names.JOBS, shard, job_id, _names.JOURNAL)) as jfd:
+                    with self.dirs.child(job_fd, _names.JOURNAL) as jfd:
                         _durable.write_new(jfd, _segment_name(0), line, sync=sync)
                         if sync:
                             _durable.fsync_dir(jfd)
