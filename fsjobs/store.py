@@ -548,6 +548,11 @@ class Store:
                 self._rmdir_past(parts)
         return names[:limit]
 
+    def head(self, queue: str, limit: int) -> list[str]:
+        """`promote` the due waiting jobs, then `ready`: a worker's look at a queue, in one call."""
+        self.promote(queue)
+        return self.ready(queue, limit)
+
     def _leaf_buckets(self, top: Parts, levels: int, *, prune: bool = False) -> Iterator[Parts]:
         """
         Depth-first, in byte order, the directories `levels` below `top`. Listings

@@ -44,7 +44,7 @@ PROGRESS_INTERVAL = 0.5
 FULL_PAUSE = 1.0
 #: the longest an idle worker waits between looks at its queues, by filesystem
 IDLE_POLL_LOCAL = 0.5
-IDLE_POLL_NETWORK = 0.05
+IDLE_POLL_NETWORK = 0.1
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:
@@ -90,7 +90,7 @@ class Worker:
         self.poll_interval = poll_interval
         if max_poll_interval is None:
             # Another host's push rings no inotify bell here: on a network
-            # filesystem an idle worker keeps looking every 50 ms.
+            # filesystem an idle worker keeps looking every 100 ms.
             max_poll_interval = IDLE_POLL_NETWORK if self.store.staleness else IDLE_POLL_LOCAL
         self.max_poll_interval = max_poll_interval
         self.rescue_interval = rescue_interval
@@ -265,10 +265,9 @@ class Worker:
             if relisted or not listing or now - listed_at[queue] > RELIST_INTERVAL:
                 if relisted and now - listed_at[queue] < self.poll_interval and not listing:
                     return []
-                await self.queue.io(self.store.promote, queue)
                 listing.clear()
                 listing.extend(
-                    await self.queue.io(self.store.ready, queue, 2 * self.concurrency + 10)
+                    await self.queue.io(self.store.head, queue, 2 * self.concurrency + 10)
                 )
                 listed_at[queue] = now
             if listing:
