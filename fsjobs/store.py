@@ -1010,8 +1010,11 @@ class Store:
         wfd = self.dirs.cached((_names.WORKERS,))
         _durable.unlink_quiet(wfd, f"{worker}.hb")
         _durable.unlink_quiet(wfd, f"{worker}.lock")
-        os.close(hb_fd)
-        os.close(lock_fd)
+        for fd in (hb_fd, lock_fd):
+            try:
+                os.close(fd)
+            except OSError:  # the mount went away under us: the descriptor is gone anyway
+                logger.warning("worker %s: closing its lock or heartbeat failed", worker)
 
     def read_heartbeat(self, worker: str) -> int | None:
         """A worker's heartbeat counter (opened afresh: NFS revalidates on open)."""
