@@ -13,7 +13,8 @@ view of what happened, not part of the system under test. Nothing sleeps in plac
 synchronisation: the tests poll a condition with a deadline.
 
 Sizes can be turned down for a quick run: ``$FSJOBS_SHAREDFS_JOBS`` (2000),
-``$FSJOBS_SHAREDFS_KILLS`` (40), ``$FSJOBS_SHAREDFS_UNIQUE_ROUNDS`` (200).
+``$FSJOBS_SHAREDFS_KILLS`` (40), ``$FSJOBS_SHAREDFS_UNIQUE_ROUNDS`` (200). As in T1,
+``$FSJOBS_FAULT_SEED`` replays a torture schedule (the kills and the hosts of the restarts).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ async def settled_check(
         await asyncio.sleep(0.2)
 
 
-def late_and_published(events: list[Event], kind: str) -> tuple[int, int]:
+def published_and_fenced(events: list[Event], kind: str) -> tuple[int, int]:
     """How many `kind` records of a history were published, and how many were fenced."""
     published = sum(1 for e in events if e.type == kind and not e.fenced)
     fenced = sum(1 for e in events if e.type == kind and e.fenced)
@@ -479,7 +480,7 @@ async def test_job_of_worker_killed_on_a_is_rescued_by_b_within_the_bound(
     events = await qa.history(job_id)
     rescues = [e for e in events if e.type == "rescued"]
     rescue_s = rescues[0].at.timestamp() - killed_wall if rescues else math.nan
-    completions, fenced = late_and_published(events, "completed")
+    completions, fenced = published_and_fenced(events, "completed")
     stop_workers(children, [b])
     record_figures(
         "rescue_killed",
@@ -550,7 +551,7 @@ async def test_worker_frozen_on_a_is_rescued_by_b_and_its_late_result_is_discard
         assert await nonzero_counts(q) == {JobStatus.COMPLETED: 2}
     zombie_commits = sum(1 for p in shared.b.glob("queues/*/*/*/*") if p.name == job_id) - 1
     events = await qb.history(job_id)
-    completions, late_records = late_and_published(events, "completed")
+    completions, late_records = published_and_fenced(events, "completed")
     stop_workers(children, [a])
     record_figures(
         "frozen_worker",
