@@ -14,6 +14,7 @@ import contextlib
 import errno
 import os
 import threading
+import time
 import typing
 from collections.abc import Iterator
 
@@ -25,6 +26,8 @@ from .errors import StoreError
 Parts = tuple[str, ...]
 #: at most this many directory descriptors are kept open
 MAX_CACHED = 256
+#: how long creating a directory retries a miss after EEXIST (see `Dirs._open_or_make`)
+MAKE_DIR_TIMEOUT = 5.0
 #: filesystems where file content may lag names across hosts
 NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs", "lustre", "9p"})
 
@@ -121,12 +124,7 @@ class Dirs:
             except FileNotFoundError:
                 if not create:
                     raise
-                try:
-                    os.mkdir(part, self.dir_mode, dir_fd=parent)
-                    _durable.fsync_dir(parent)
-                except FileExistsError:
-                    pass
-                child = os.open(part, _durable.O_DIR, dir_fd=parent)
+                child = self._open_or_make(parent, part)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise StoreError(f"refusing to follow {part!r}: not a real directory") from exc
@@ -134,6 +132,28 @@ class Dirs:
         finally:
             os.close(parent)
         return child
+
+    def _open_or_make(self, parent: int, part: str) -> int:
+        """
+        Create `part` unless it exists, and open it. Two GlusterFS clients that
+        mkdir one name at the same moment can both get EEXIST with no directory
+        left (about 1 round in 250), and after another host's mkdir a lookup can
+        still miss: so a miss after EEXIST means "try again", for a bounded
+        time, never "someone else made it".
+        """
+        give_up = time.monotonic() + MAKE_DIR_TIMEOUT
+        while True:
+            try:
+                os.mkdir(part, self.dir_mode, dir_fd=parent)
+                _durable.fsync_dir(parent)
+            except FileExistsError:
+                pass
+            try:
+                return os.open(part, _durable.O_DIR, dir_fd=parent)
+            except FileNotFoundError:
+                if time.monotonic() > give_up:
+                    raise
+                time.sleep(0.005)  # a retry with a deadline, not a wait for someone
 
     def mkdir_new(self, parent_fd: int, name: str) -> None:
         """Create a directory that must not exist yet (no fsync: the caller batches them)."""
