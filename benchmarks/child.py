@@ -4,7 +4,7 @@ The worker processes of the benchmark: ``python -m benchmarks.child KIND PARAMS`
 Each kind is one worker set-up; PARAMS is a JSON object. The last line on
 stdout is a JSON object: what the worker measured itself (``start``/``end``
 wall-clock times around the drain, ``ran``) and its peak RSS (``rss_kb``, from
-getrusage). Serving kinds run until SIGTERM and create the file ``ready`` once
+VmHWM). Serving kinds run until SIGTERM and create the file ``ready`` once
 they can claim, so the parent does not time their start-up.
 """
 
@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import pathlib
-import resource
 import sys
 import time
 import typing
@@ -71,6 +70,17 @@ def huey_drain(p: Params) -> Params:
     return hueyq.drain(p["path"], p["jobs"])
 
 
+def peak_rss_kb() -> int:
+    """
+    This process's peak RSS: VmHWM, not getrusage's ru_maxrss, which Linux carries
+    across exec from the forking parent (a child of a 55 MB bench would show 55 MB).
+    """
+    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 KINDS: dict[str, typing.Callable[[Params], typing.Any]] = {
     "fsjobs-drain": fsjobs_drain,
     "fsjobs-serve": fsjobs_serve,
@@ -87,7 +97,7 @@ def main(kind: str, params: str) -> None:
     result = KINDS[kind](p)
     if asyncio.iscoroutine(result):
         result = asyncio.run(result)
-    result["rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result["rss_kb"] = peak_rss_kb()
     print(json.dumps(result), flush=True)
 
 

@@ -17,7 +17,7 @@ import time
 
 import fsjobs
 from benchmarks import hueyq
-from benchmarks.common import Samples, Settings, drain_rate
+from benchmarks.common import Samples, Settings, drain_rate, log
 from benchmarks.limitq import LimitQueue
 
 NOOP = fsjobs.Job(func="benchmarks.noop")
@@ -26,12 +26,14 @@ NOOP = fsjobs.Job(func="benchmarks.noop")
 def measure(s: Settings, samples: Samples) -> None:
     """`s.repeat` runs of everything; FileHuey once, as its drain is quadratic (~1 min)."""
     for r in range(s.repeat):
+        began = time.monotonic()
         run = s.base / f"rates{r}"
         _limit(run, s.jobs, samples)
         asyncio.run(_fsjobs(run, s.jobs, samples))
         if r == 0 and hueyq.installed():
             _huey(run / "huey", s.jobs, samples)
         shutil.rmtree(run)
+        log(f"w1,w2: run {r + 1} of {s.repeat} took {time.monotonic() - began:.0f} s")
 
 
 # -- the limit queue, with and without fsync -----------------------------------------
