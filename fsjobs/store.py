@@ -37,7 +37,7 @@ import attrs
 from . import _durable, _ids, _inotify, _names, journal
 from ._clock import SYSTEM_CLOCK, Clock, from_ms, to_ms
 from ._names import Marker
-from ._paths import Dirs, Parts, filesystem_staleness
+from ._paths import Dirs, Parts, filesystem_staleness, mount_of
 from ._state import Location, Segments, build_state, events_of, spec_in, unreadable_state
 from .errors import (
     CorruptRecord,
@@ -132,6 +132,9 @@ class Store:
         self.reserve_bytes = reserve_bytes
         self.unique_wait = unique_wait
         self.durable = durable
+        mount = mount_of(self.root)
+        #: push_many makes a batch durable with two syncfs calls, where syncfs is trustworthy
+        self.batch_sync = durable and _durable.can_syncfs(mount.fstype if mount else None)
         #: worker -> (heartbeat value, when this process first saw that value)
         self._heartbeats: dict[str, tuple[int | None, float]] = {}
         self._check_format()
@@ -273,9 +276,24 @@ class Store:
             where = _names.WAITING if sched_ms is not None and sched_ms > now_ms else _names.PENDING
             marker = Marker(job.priority, ready_ms, job_id, 0, 0, job.max_attempts)
             staged.append((job, queue, marker, where))
-        # 1. Every job folder is durable before any job becomes visible.
-        for job, queue, marker, where in staged:
-            self._write_job_folder(job, queue, marker, where, now)
+        # 1. Every job folder is durable before any job becomes visible. A batch
+        # on a local disk does it with one syncfs instead of four fsyncs per job.
+        group = self.batch_sync and len(staged) > 1
+        for i, (job, queue, marker, where) in enumerate(staged):
+            try:
+                self._write_job_folder(job, queue, marker, where, now, sync=not group)
+            except BaseException:
+                for _job, _queue, written, _where in staged[:i]:
+                    self._discard_folder(written.job_id)
+                raise
+        if group:
+            try:
+                _durable.syncfs(self.dirs.root_fd)
+            except OSError as exc:
+                for _job, _queue, marker, _where in staged:
+                    self._discard_folder(marker.job_id)
+                _durable.raise_full(exc, "pushing jobs")
+                raise
         # 2. Commit: one marker per job; directory fsyncs shared per directory. The
         # fsyncs go through the descriptors that created the markers: a worker may
         # claim a job and remove its emptied bucket before we get to them.
@@ -294,7 +312,7 @@ class Store:
                     by_key[job.unique_key] = job_id
                 else:
                     fd = self._create_marker(parts, marker.name)
-                    if parts in to_sync:
+                    if parts in to_sync or group:
                         os.close(fd)
                     else:
                         to_sync[parts] = fd
@@ -302,7 +320,9 @@ class Store:
                 ids.append(job_id)
                 if job_id == marker.job_id:
                     published.append(job_id)
-            if self.durable:
+            if group:
+                _durable.syncfs(self.dirs.root_fd)
+            elif self.durable:
                 for fd in to_sync.values():
                     _durable.fsync_dir(fd)
             for queue, where in {(queue, where) for _job, queue, _marker, where in staged}:
@@ -325,7 +345,7 @@ class Store:
         return ids
 
     def _write_job_folder(
-        self, job: Job, queue: str, marker: Marker, where: str, now: dt.datetime
+        self, job: Job, queue: str, marker: Marker, where: str, now: dt.datetime, *, sync: bool
     ) -> None:
         job_id = marker.job_id
         shard = _names.shard_of(job_id)
@@ -337,13 +357,13 @@ class Store:
             marker=self._path(self._marker_parts(queue, where, marker), marker.name),
         )
         line = journal.encode(record)
-        sync = self.durable
+        sync = sync and self.durable
         try:
             with self.dirs.open((_names.JOBS, shard), create=True) as shard_fd:
                 self.dirs.mkdir_new(shard_fd, job_id)
                 with self.dirs.child(shard_fd, job_id) as job_fd:
                     if job.uploads:
-                        self._write_uploads(job_fd, job.uploads)
+                        self._write_uploads(job_fd, job.uploads, sync=sync)
                     self.dirs.mkdir_new(job_fd, _names.JOURNAL)
                     with self.dirs.child(job_fd, _names.JOURNAL) as jfd:
                         _durable.write_new(jfd, _segment_name(0), line, sync=sync)
@@ -358,27 +378,29 @@ class Store:
             _durable.raise_full(exc, f"pushing job {job_id}")
             raise
 
-    def _write_uploads(self, job_fd: int, uploads: dict[str, bytes | pathlib.Path]) -> None:
+    def _write_uploads(
+        self, job_fd: int, uploads: dict[str, bytes | pathlib.Path], *, sync: bool
+    ) -> None:
         self.dirs.mkdir_new(job_fd, _names.UPLOADS)
         up_fd = os.open(_names.UPLOADS, _durable.O_DIR, dir_fd=job_fd)
         try:
             for name, blob in uploads.items():
                 if isinstance(blob, pathlib.Path):
-                    self._copy_upload(up_fd, name, blob)
+                    self._copy_upload(up_fd, name, blob, sync=sync)
                 else:
-                    _durable.write_new(up_fd, name, bytes(blob), sync=self.durable)
-            if self.durable:
+                    _durable.write_new(up_fd, name, bytes(blob), sync=sync)
+            if sync:
                 _durable.fsync_dir(up_fd)
         finally:
             os.close(up_fd)
 
-    def _copy_upload(self, up_fd: int, name: str, source: pathlib.Path) -> None:
+    def _copy_upload(self, up_fd: int, name: str, source: pathlib.Path, *, sync: bool) -> None:
         fd = os.open(name, _durable.O_NEW, _durable.FILE_MODE, dir_fd=up_fd)
         try:
             with source.open("rb") as src:
                 while chunk := src.read(1 << 20):
                     _durable.write_all(fd, chunk)
-            if self.durable:
+            if sync:
                 os.fsync(fd)
         finally:
             os.close(fd)

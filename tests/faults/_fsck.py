@@ -12,11 +12,12 @@ from __future__ import annotations
 import collections
 import os
 import pathlib
+import typing
 from collections.abc import Iterable
 
 import attrs
 
-from fsjobs import JobNotFound, JobStatus, journal
+from fsjobs import JobNotFound, JobStatus, _durable, journal
 from fsjobs._durable import try_lock, unlock
 from fsjobs._names import Marker
 from fsjobs._state import was_rescued
@@ -260,3 +261,14 @@ PATCHED = (
     "ftruncate",
     "close",
 )
+
+
+def patch_targets() -> dict[str, typing.Any]:
+    """
+    The modules that hold each wrapped call, by name: the `PATCHED` os functions,
+    and ``_syncfs`` of `fsjobs._durable` (push_many's one syncfs per batch).
+    """
+    targets: dict[str, typing.Any] = dict.fromkeys(PATCHED, os)
+    if _durable._syncfs is not None:
+        targets["_syncfs"] = _durable
+    return targets

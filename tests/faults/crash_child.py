@@ -33,7 +33,7 @@ from fsjobs._clock import to_ms
 from fsjobs.model import ErrorInfo
 from fsjobs.store import Outcome, Store
 
-from ._fsck import PATCHED
+from ._fsck import patch_targets
 
 CRASHED = 99
 FAILED = 3
@@ -56,7 +56,8 @@ class CrashAt:
     def __init__(self, k: int) -> None:
         self.k = k
         self.calls = 0
-        self.originals = {name: getattr(os, name) for name in PATCHED}
+        self.targets = patch_targets()
+        self.originals = {name: getattr(mod, name) for name, mod in self.targets.items()}
 
     def _wrap(self, fn: typing.Callable[..., typing.Any]) -> typing.Callable[..., typing.Any]:
         def wrapper(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
@@ -69,12 +70,12 @@ class CrashAt:
 
     def __enter__(self) -> CrashAt:
         for name, fn in self.originals.items():
-            setattr(os, name, self._wrap(fn))
+            setattr(self.targets[name], name, self._wrap(fn))
         return self
 
     def __exit__(self, *exc: object) -> None:
         for name, fn in self.originals.items():
-            setattr(os, name, fn)
+            setattr(self.targets[name], name, fn)
 
 
 def job_of(spec: dict[str, typing.Any]) -> Job:

@@ -39,7 +39,7 @@ from fsjobs._clock import to_ms
 from fsjobs.model import ErrorInfo
 from fsjobs.store import Claim, Outcome, Store
 
-from ._fsck import PATCHED, check, repair, report, walk
+from ._fsck import check, patch_targets, repair, report, walk
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +78,8 @@ class Inject:
         self.short_done = False
         #: descriptors this thread wrote through and has not closed yet
         self.writers: set[int] = set()
-        self.originals = {name: getattr(os, name) for name in PATCHED}
+        self.targets = patch_targets()
+        self.originals = {name: getattr(mod, name) for name, mod in self.targets.items()}
 
     def _eligible(self, name: str, args: tuple[typing.Any, ...]) -> bool:
         """Whether this call can fail this way on a real filesystem (only those count)."""
@@ -148,12 +149,12 @@ class Inject:
 
     def __enter__(self) -> Inject:
         for name, fn in self.originals.items():
-            setattr(os, name, self._wrap(name, fn))
+            setattr(self.targets[name], name, self._wrap(name, fn))
         return self
 
     def __exit__(self, *exc: object) -> None:
         for name, fn in self.originals.items():
-            setattr(os, name, fn)
+            setattr(self.targets[name], name, fn)
 
 
 # -- operations ------------------------------------------------------------------------
