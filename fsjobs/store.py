@@ -760,31 +760,44 @@ class Store:
 
     def finish_many(self, items: Sequence[tuple[Claim, Outcome]]) -> list[bool | Exception]:
         """
-        `finish` for several claims at once, as a group commit: each outcome is
-        recorded and fsynced in its own segment and its marker renamed, then each
-        target directory is fsynced once for all the markers that went there.
+        `finish` for several claims at once, as a group commit: every outcome is
+        recorded durably in its own segment, then every marker is renamed, then
+        the renames are made durable: one fsync per target directory, or on a
+        local disk one syncfs for the records and one for the renames.
         One result per item, in order: won, fenced (False), or the error.
         """
-        results: list[bool | Exception] = []
-        moved: dict[Parts, list[int]] = {}
+        group = self.batch_sync and len(items) > 1
+        results: list[bool | Exception | None] = [None] * len(items)
+        recorded: list[tuple[int, Parts, str]] = []
         for i, (claim, outcome) in enumerate(items):
             if claim.closed:
-                results.append(False)
+                results[i] = False
                 continue
             try:
                 dst_parts, dst_name, record = self._finish_record(claim, outcome)
-                self._append(claim, record)
-                if self.durable and claim.journal_fd >= 0:
+                self._append(claim, record, sync=not group)
+                if self.durable and not group and claim.journal_fd >= 0:
                     _durable.fsync_dir(claim.journal_fd)  # the segment's own name, made at claim
+            except Exception as exc:
+                results[i] = self._finish_failed(claim, exc)
+                continue
+            recorded.append((i, dst_parts, dst_name))
+        if group and recorded:
+            try:
+                _durable.syncfs(self.dirs.root_fd)
+            except OSError as exc:
+                for i, _, _ in recorded:
+                    results[i] = self._finish_failed(items[i][0], exc)
+                recorded = []
+        moved: dict[Parts, list[int]] = {}
+        for i, dst_parts, dst_name in recorded:
+            claim = items[i][0]
+            try:
                 running = self._qdir(claim.queue, _names.RUNNING)
                 src = claim.marker.running_name(claim.worker)
                 won = self._move(running, src, dst_parts, dst_name, sync=False)
-            except BaseException as exc:
-                self.release(claim)
-                self._put_back(claim)
-                if not isinstance(exc, Exception):
-                    raise
-                results.append(exc)
+            except Exception as exc:
+                results[i] = self._finish_failed(claim, exc)
                 continue
             self.release(claim)
             if won:
@@ -794,8 +807,30 @@ class Store:
                     "job %s was rescued while it ran (fenced): its outcome is discarded",
                     claim.job_id,
                 )
-            results.append(won)
-        for parts, indexes in moved.items() if self.durable else ():
+            results[i] = won
+        self._sync_moved(moved, results, group)
+        return [False if r is None else r for r in results]
+
+    def _finish_failed(self, claim: Claim, exc: Exception) -> Exception:
+        """The outcome could not be recorded: the job goes back to pending."""
+        self.release(claim)
+        self._put_back(claim)
+        return exc
+
+    def _sync_moved(
+        self, moved: dict[Parts, list[int]], results: list[bool | Exception | None], group: bool
+    ) -> None:
+        """Make the finishing renames durable; an error is the result of each job it covers."""
+        if not self.durable or not moved:
+            return
+        if group:
+            try:
+                _durable.syncfs(self.dirs.root_fd)
+            except OSError as exc:
+                for i in (i for indexes in moved.values() for i in indexes):
+                    results[i] = exc
+            return
+        for parts, indexes in moved.items():
             try:
                 with self.dirs.open(parts) as fd:
                     _durable.fsync_dir(fd)
@@ -804,7 +839,6 @@ class Store:
             except OSError as exc:
                 for i in indexes:
                     results[i] = exc
-        return results
 
     def _finish_record(self, claim: Claim, outcome: Outcome) -> tuple[Parts, str, Record]:
         """Where the marker goes for `outcome`, and the terminal record that says so."""

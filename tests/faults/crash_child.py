@@ -121,6 +121,18 @@ def operation(store: Store, cmd: dict[str, typing.Any]) -> typing.Callable[[], d
             return {"claimed": claim.job_id, "won": won}
 
         return claim_finish
+    if op == "claim_finish_many":  # every pending job claimed, then finished as one batch
+        worker = cmd["worker"]
+        store.register_worker(worker)
+
+        def claim_finish_many() -> dict[str, object]:
+            claims = [store.claim(QUEUE, name, worker) for name in store.ready(QUEUE)]
+            won = store.finish_many(
+                [(c, Outcome(JobStatus.COMPLETED, result=cmd["result"])) for c in claims if c]
+            )
+            return {"claimed": sorted(c.job_id for c in claims if c), "won": won}
+
+        return claim_finish_many
     if op == "call":  # a one-job operation of the store: cancel, hold, release_hold, retry
         method = getattr(store, cmd["method"])
 

@@ -140,6 +140,11 @@ def _key_owner_pending(store: Store) -> Setup:
     return Setup(acked=[owner], owner=owner)
 
 
+def _three_pending(store: Store) -> Setup:
+    ids = [_push(store, n) for n in (100, 101, 102)]
+    return Setup(acked=ids, target=ids[0])
+
+
 def _running_on_dead_worker(store: Store) -> Setup:
     """A job claimed by a worker that never held its lock file: it is dead to everyone."""
     job_id = _push(store)
@@ -201,6 +206,11 @@ SCENARIOS = [
         "claim_finish_retrying",
         {"op": "claim_finish", "status": "retrying", "result": None},
         _one_pending,
+    ),
+    Scenario(
+        "claim_finish_many_3",
+        {"op": "claim_finish_many", "result": {"ok": 3}},
+        _three_pending,
     ),
     Scenario("rescue_dead_worker", {"op": "rescue"}, _running_on_dead_worker),
     Scenario(
@@ -379,6 +389,13 @@ def _check_answer(
             problems.append(f"acked finish: job is {state}, not {want.value}")
         elif want is JobStatus.COMPLETED and state.result != scenario.cmd["result"]:
             problems.append(f"acked result {scenario.cmd['result']}, stored {state.result}")
+    elif op == "claim_finish_many":
+        if answer["claimed"] != sorted(setup.acked) or answer["won"] != [True] * 3:
+            problems.append(f"claim+finish_many answered {answer}")
+        for job_id in setup.acked:
+            state = _get(store, job_id)
+            if state is None or (state.status, state.result) != (JobStatus.COMPLETED, {"ok": 3}):
+                problems.append(f"acked group finish: {job_id} is {state}")
     elif op == "call":
         state = _get(store, setup.target or "")
         if state is None or state.status is not scenario.acked_status:

@@ -180,6 +180,8 @@ class Run:
     #: what a successful call acknowledged, as job id -> status it must show
     expect: dict[str, JobStatus] = attrs.Factory(dict)
     published: list[str] = attrs.Factory(list)
+    #: several claims, for a group finish
+    claims: list[Claim] = attrs.Factory(list)
 
 
 class Op(typing.Protocol):
@@ -244,6 +246,27 @@ class FinishOp:
         run.returned = won = store.finish(run.claim, outcome)
         if won:
             run.expect = {run.target: self.status}
+
+
+class FinishManyOp:
+    """Three claims finished as one group commit (two syncfs calls on a local disk)."""
+
+    name = "finish_many_3"
+
+    def setup(self, store: Store) -> Run:
+        ids = [_pending_job(store) for _ in range(3)]
+        claims = [store.claim(Q, path, WORKER) for path in store.ready(Q)]
+        assert all(claims)
+        return Run(acked=ids, claims=[c for c in claims if c])
+
+    def call(self, store: Store, run: Run) -> None:
+        items = [(c, Outcome(JobStatus.COMPLETED, result={"n": 100})) for c in run.claims]
+        run.returned = results = store.finish_many(items)
+        run.expect = {
+            c.job_id: JobStatus.COMPLETED
+            for c, won in zip(run.claims, results, strict=True)
+            if won is True
+        }
 
 
 class RescueOp:
@@ -317,6 +340,7 @@ OPS: tuple[Op, ...] = (
     ClaimOp(),
     FinishOp(JobStatus.COMPLETED),
     FinishOp(JobStatus.RETRYING),
+    FinishManyOp(),
     RescueOp(),
     CallOp(
         "cancel_pending",
