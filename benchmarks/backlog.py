@@ -14,10 +14,10 @@ measured while building. Beside each backlog (and an empty store) two arms:
   (``run_until_empty``, as W2): jobs / worker's run time, including its first
   look at the store, which is where a backlog would cost.
 
-The empty store is measured first and again last (a fresh root), after one
-unrecorded warm-up round. The scheduled-ahead backlog grows through 0, 1k,
-10k, 100k in one root for the plot; the limit queue is swept the same way
-(drain arm only: it has no worker features that a backlog could slow).
+After one unrecorded warm-up round, the empty store and the two full backlogs
+are measured in rounds, in turn. The scheduled-ahead backlog grows through 1k
+and 10k on its way (one run each, for the plot); the limit queue is swept the
+same way (drain arm only: it has no worker features a backlog could slow).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import itertools
 import os
 import pathlib
 import shutil
@@ -38,6 +39,7 @@ from benchmarks.stamps import wait_for
 
 SWEEP = (0, 1000, 10_000, 100_000)
 BATCH = 1000
+_calls = itertools.count()
 
 
 def sizes(s: Settings) -> list[int]:
@@ -48,23 +50,25 @@ def sizes(s: Settings) -> list[int]:
 
 
 def measure(s: Settings, samples: Samples) -> None:
-    # The first round in a process runs ~25 % slower (cold caches, new threads):
-    # one unrecorded round first, and the empty store is measured first and last.
-    warm = dataclasses.replace(s, repeat=1, backlog_jobs=100)
-    asyncio.run(_arms(s.base / "w4-warm", warm, Samples(), "w4.warm"))
-    root = s.base / "w4-ahead"
+    # The first round in a process runs ~25 % slower (cold caches, new threads).
+    once = dataclasses.replace(s, repeat=1)
+    asyncio.run(_arms(s.base / "w4-warm", dataclasses.replace(once, backlog_jobs=100), Samples()))
+    ahead, other, empty = (s.base / f"w4-{name}" for name in ("ahead", "other", "empty"))
     built = 0
-    for size in sizes(s):
-        built = asyncio.run(_grow(root, "default", built, size, ahead=True))
-        # the points between empty and the full backlog are for the plot: one run each
-        between = dataclasses.replace(s, repeat=1) if 0 < size < s.backlog else s
-        asyncio.run(_arms(root, between, samples, f"w4.ahead.{size}"))
-    _remove(root)
-    root = s.base / "w4-other"
-    asyncio.run(_grow(root, "backlog", 0, s.backlog, ahead=False))
-    asyncio.run(_arms(root, s, samples, f"w4.other.{s.backlog}"))
-    _remove(root)
-    asyncio.run(_arms(s.base / "w4-empty", s, samples, "w4.ahead.0"))
+    for size in sizes(s)[1:-1]:  # the points between, for the plot: one run each
+        built = asyncio.run(_grow(ahead, "default", built, size, ahead=True))
+        asyncio.run(_arms(ahead, once, samples, f"w4.ahead.{size}"))
+    asyncio.run(_grow(ahead, "default", built, s.backlog, ahead=True))
+    asyncio.run(_grow(other, "backlog", 0, s.backlog, ahead=False))
+    # Rounds of the three stores in turn, the order rotating, so that other work
+    # on the machine weighs on each about equally.
+    arms = [(empty, "w4.ahead.0"), (ahead, f"w4.ahead.{s.backlog}")]
+    arms.append((other, f"w4.other.{s.backlog}"))
+    for r in range(s.repeat):
+        for root, key in arms[r % 3 :] + arms[: r % 3]:
+            asyncio.run(_arms(root, once, samples, key))
+    for root in (ahead, other):
+        _remove(root)
     _limit_sweep(s, samples)
 
 
@@ -90,10 +94,11 @@ async def _grow(root: pathlib.Path, queue_name: str, have: int, want: int, ahead
     return want
 
 
-async def _arms(root: pathlib.Path, s: Settings, samples: Samples, key: str) -> None:
+async def _arms(root: pathlib.Path, s: Settings, samples: Samples, key: str = "warm") -> None:
+    """Both arms, `s.repeat` times each, beside whatever `root` holds."""
     queue = fsjobs.Queue(root)
     n = s.backlog_jobs
-    stamps = s.stamps / f"{key}.{root.name}"  # the empty store is measured in two roots
+    stamps = s.stamps / f"{key}.{next(_calls)}"  # job numbers start at 0 again
     with serving("fsjobs-serve", root=root, stamps=stamps) as workers:
         for rep in range(s.repeat):
             first = rep * n
