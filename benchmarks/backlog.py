@@ -14,10 +14,10 @@ measured while building. Beside each backlog (and an empty store) two arms:
   (``run_until_empty``, as W2): jobs / worker's run time, including its first
   look at the store, which is where a backlog would cost.
 
-After one unrecorded warm-up round, the empty store and the two full backlogs
-are measured in rounds, in turn. The scheduled-ahead backlog grows through 1k
-and 10k on its way (one run each, for the plot); the limit queue is swept the
-same way (drain arm only: it has no worker features a backlog could slow).
+After one unrecorded warm-up round, every store (empty; 1k, 10k, 100k
+scheduled ahead, the sizes of the plot; 100k in another queue) is measured in
+rounds, in turn. The limit queue is swept through the same sizes in one growing
+store (drain arm only: it has no worker features a backlog could slow).
 """
 
 from __future__ import annotations
@@ -53,21 +53,21 @@ def measure(s: Settings, samples: Samples) -> None:
     # The first round in a process runs ~25 % slower (cold caches, new threads).
     once = dataclasses.replace(s, repeat=1)
     asyncio.run(_arms(s.base / "w4-warm", dataclasses.replace(once, backlog_jobs=100), Samples()))
-    ahead, other, empty = (s.base / f"w4-{name}" for name in ("ahead", "other", "empty"))
-    built = 0
-    for size in sizes(s)[1:-1]:  # the points between, for the plot: one run each
-        built = asyncio.run(_grow(ahead, "default", built, size, ahead=True))
-        asyncio.run(_arms(ahead, once, samples, f"w4.ahead.{size}"))
-    asyncio.run(_grow(ahead, "default", built, s.backlog, ahead=True))
-    asyncio.run(_grow(other, "backlog", 0, s.backlog, ahead=False))
-    # Rounds of the three stores in turn, the order rotating, so that other work
-    # on the machine weighs on each about equally.
-    arms = [(empty, "w4.ahead.0"), (ahead, f"w4.ahead.{s.backlog}")]
-    arms.append((other, f"w4.other.{s.backlog}"))
+    stores = []
+    for size in sizes(s):
+        root = s.base / f"w4-ahead-{size}"
+        asyncio.run(_grow(root, "default", size, ahead=True))
+        stores.append((root, f"w4.ahead.{size}"))
+    root = s.base / "w4-other"
+    asyncio.run(_grow(root, "backlog", s.backlog, ahead=False))
+    stores.append((root, f"w4.other.{s.backlog}"))
+    # Rounds of every store in turn, the order rotating, so that the slow first
+    # measurements and other work on the machine weigh on each about equally.
     for r in range(s.repeat):
-        for root, key in arms[r % 3 :] + arms[: r % 3]:
+        k = r % len(stores)
+        for root, key in stores[k:] + stores[:k]:
             asyncio.run(_arms(root, once, samples, key))
-    for root in (ahead, other):
+    for root, _ in stores:
         _remove(root)
     _limit_sweep(s, samples)
 
@@ -79,19 +79,18 @@ def _remove(root: pathlib.Path) -> None:
     log(f"w4: {root.name} removed in {time.monotonic() - began:.0f} s")
 
 
-async def _grow(root: pathlib.Path, queue_name: str, have: int, want: int, ahead: bool) -> int:
-    """Add jobs to the backlog until it holds `want`; returns `want`."""
+async def _grow(root: pathlib.Path, queue_name: str, want: int, ahead: bool) -> None:
+    """A store at `root` with `want` jobs waiting in `queue_name`."""
     began = time.monotonic()
     queue = fsjobs.Queue(root, queue_name, durable=False)
     when = dt.datetime.now(dt.UTC) + dt.timedelta(days=365) if ahead else None
     job = fsjobs.Job(func="benchmarks.noop", scheduled_at=when)
-    for first in range(have, want, BATCH):
+    for first in range(0, want, BATCH):
         await queue.push_many([job] * min(BATCH, want - first))
     queue.close()
     os.sync()
     where = "scheduled ahead" if ahead else f"in queue {queue_name!r}"
     log(f"w4: backlog of {want:,} {where} built in {time.monotonic() - began:.0f} s")
-    return want
 
 
 async def _arms(root: pathlib.Path, s: Settings, samples: Samples, key: str = "warm") -> None:
