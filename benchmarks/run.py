@@ -99,6 +99,23 @@ def _measure(only: set[str], s: Settings, samples: Samples) -> dict[str, float]:
     return seconds
 
 
+def _header(s: Settings, seconds: dict[str, float], info: dict[str, typing.Any]) -> str:
+    """The sizes of the workloads that ran, where, which code, and how busy the machine was."""
+    sizes = {
+        "w1,w2": f"W1/W2 {s.jobs:,} jobs, median of {s.repeat}",
+        "w3": f"W3 {s.pickups} pickups",
+        "w4": f"W4 {s.backlog_jobs:,} jobs beside a {s.backlog:,} backlog, median of {s.repeat}",
+        "w5": f"W5 {s.stream:,} pushes",
+    }
+    parts = [f"{'quick' if s.quick else 'full'} run"] + [sizes[k] for k in seconds]
+    parts.append(f"{info['filesystem']} under {s.base.parent}")
+    dirty = " + uncommitted fsjobs/ changes" if info["fsjobs_uncommitted"] else ""
+    parts.append(f"commit {info['commit']}{dirty}")
+    parts.append(f"load average {info['load_before']:.1f} before, {info['load_after']:.1f} after")
+    parts.append("seconds " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+    return "; ".join(parts)
+
+
 def _report(
     args: argparse.Namespace,
     s: Settings,
@@ -111,15 +128,7 @@ def _report(
     medians = samples.medians()
     notes = {} if hueyq.installed() else {"huey": "not installed"}
     rows = report.build(medians, notes, s.backlog)
-    print(
-        f"\n{'quick' if s.quick else 'full'} run: {s.jobs:,} jobs for W1/W2, median of {s.repeat}; "
-        f"W3 {s.pickups} pickups; W4 backlog {s.backlog:,} with {s.backlog_jobs:,} jobs measured; "
-        f"W5 {s.stream:,} pushes; {info['filesystem']} under {s.base.parent}; "
-        f"commit {info['commit']}"
-        + (" + uncommitted fsjobs/ changes" if info["fsjobs_uncommitted"] else "")
-        + f"; load average {info['load_before']:.1f} before, {info['load_after']:.1f} after; "
-        f"seconds {seconds}\n"
-    )
+    print("\n" + _header(s, seconds, info) + "\n")
     print(report.markdown(rows))
     report.write_json(
         pathlib.Path(args.json),
