@@ -46,7 +46,7 @@ class Settings:
 FULL = {"jobs": 10_000, "repeat": 3, "pickups": 200, "idle": 10.0}
 FULL |= {"backlog": 100_000, "backlog_jobs": 1000, "stream": 2000}
 QUICK = {"jobs": 1500, "repeat": 1, "pickups": 50, "idle": 2.0}
-QUICK |= {"backlog": 10_000, "backlog_jobs": 300, "stream": 500}
+QUICK |= {"backlog": 5000, "backlog_jobs": 300, "stream": 500}
 
 
 class Samples:

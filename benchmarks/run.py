@@ -26,7 +26,7 @@ def parse(argv: list[str] | None, doc: str) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes, one run: about a minute")
     parser.add_argument("--jobs", type=int, help="W1/W2 jobs (default 10,000; quick 1,500)")
     parser.add_argument("--repeat", type=int, help="runs per figure, median (default 3; quick 1)")
-    parser.add_argument("--backlog", type=int, help="W4 backlog (default 100,000; quick 10,000)")
+    parser.add_argument("--backlog", type=int, help="W4 backlog (default 100,000; quick 5,000)")
     parser.add_argument(
         "--only", default=",".join(WORKLOADS), help="e.g. w3 or w1,w4 (w1 and w2 run together)"
     )
