@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import pathlib
 import platform
@@ -141,6 +142,9 @@ def _report(
     )
     print(f"\nresults: {args.json}")
     if args.plot and "w4" in args.only:
-        report.plot(medians, s, pathlib.Path(args.plot))
-        print(f"plot: {args.plot}")
+        if importlib.util.find_spec("matplotlib") is None:
+            print("plot: skipped, matplotlib is not installed (nox -s bench installs it)")
+        else:
+            report.plot(medians, s, pathlib.Path(args.plot))
+            print(f"plot: {args.plot}")
     return 0
