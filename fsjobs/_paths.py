@@ -125,10 +125,10 @@ class Dirs:
                 if not create:
                     raise
                 child = self._open_or_make(parent, part)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise StoreError(f"refusing to follow {part!r}: not a real directory") from exc
-                raise
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise StoreError(f"refusing to follow {part!r}: not a real directory") from exc
+            raise
         finally:
             os.close(parent)
         return child
@@ -148,6 +148,12 @@ class Dirs:
                 _durable.fsync_dir(parent)
             except FileExistsError:
                 pass
+            except OSError as exc:
+                if exc.errno != errno.ESTALE:
+                    raise
+                # NFS: another host removed `parent` (an emptied bucket) meanwhile;
+                # the caller walks again from a directory that is never removed.
+                raise FileNotFoundError(errno.ENOENT, f"{part}: its directory is gone") from exc
             try:
                 return os.open(part, _durable.O_DIR, dir_fd=parent)
             except FileNotFoundError:
