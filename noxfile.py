@@ -79,3 +79,24 @@ def faults(session: nox.Session) -> None:
         *session.posargs,
         env={"FSJOBS_FAULT_KILLS": "200"},
     )
+
+
+@nox.session
+def sharedfs(session: nox.Session) -> None:
+    """
+    The two-host tests on one GlusterFS volume mounted twice (needs root and FUSE).
+    They bring the bed up themselves with ``scripts/sharedfs up`` (and down after) unless
+    FSJOBS_SHAREDFS_A/B name mounts already up; here a missing bed fails instead of skipping.
+    """
+    install(session, "test")
+    session.run(
+        "pytest",
+        "tests/sharedfs",
+        "-m",
+        "sharedfs",
+        "-s",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"FSJOBS_REQUIRE_SHAREDFS": "1"},
+    )
