@@ -238,13 +238,9 @@ def _overlaps(runs: list[RunSpan]) -> list[tuple[RunSpan, RunSpan]]:
     return pairs
 
 
-def test_kill9_torture(children: Children, root: pathlib.Path) -> None:
-    roles = [f"worker-{i}" for i in range(WORKERS)] + ["pusher"]
-    began = time.monotonic()
-    for role in roles:
-        children.start(role)
-    # -- the faults -----------------------------------------------------------------
-    while len(children.kills) < KILLS:
+def kill_randomly(children: Children, roles: list[str], kills: int) -> None:
+    """Every 50-500 ms, SIGKILL a random child that is ready, until `kills` kills in all."""
+    while len(children.kills) < kills:
         children.pause(children.rng.uniform(0.05, 0.5))
         _wait(
             lambda: any(children.ready(r) for r in roles),
@@ -253,6 +249,15 @@ def test_kill9_torture(children: Children, root: pathlib.Path) -> None:
             children,
         )
         children.kill(children.rng.choice([r for r in roles if children.ready(r)]))
+
+
+def test_kill9_torture(children: Children, root: pathlib.Path) -> None:
+    roles = [f"worker-{i}" for i in range(WORKERS)] + ["pusher"]
+    began = time.monotonic()
+    for role in roles:
+        children.start(role)
+    # -- the faults -----------------------------------------------------------------
+    kill_randomly(children, roles, KILLS)
     tortured = time.monotonic() - began
     kills = len(children.kills)
     # -- the drain: the pusher stops; every tortured worker dies at once, and clean

@@ -245,15 +245,7 @@ async def test_kill9_torture_across_hosts(
         children.next_hosts = ["a", "b"]  # worker-0 on A, worker-1 on B, the rest anywhere
         for role in roles:
             children.start(role)
-        while len(children.kills) < KILLS:
-            children.pause(children.rng.uniform(0.05, 0.5))
-            t1._wait(
-                lambda: any(children.ready(r) for r in roles),
-                "a child to be ready",
-                t1.READY_TIMEOUT,
-                children,
-            )
-            children.kill(children.rng.choice([r for r in roles if children.ready(r)]))
+        t1.kill_randomly(children, roles, KILLS)
         tortured_s = time.monotonic() - began
         kills = list(children.kills)
         pusher = children.procs.pop("pusher")
