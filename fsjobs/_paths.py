@@ -232,7 +232,6 @@ def mount_of(path: str) -> Mount | None:
     return best
 
 
-def filesystem_staleness(path: str) -> float:
-    """0 s on a local filesystem, 2 s on a network one (content may lag names there)."""
-    mount = mount_of(path)
+def filesystem_staleness(mount: Mount | None) -> float:
+    """0 s on a local filesystem, 2 s on a network one or an unknown one (content may lag names)."""
     return 2.0 if mount is None or mount.is_network else 0.0

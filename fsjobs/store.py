@@ -128,11 +128,11 @@ class Store:
         self.dirs = Dirs(os.fspath(root), static=_never_removed)
         self.root = self.dirs.root_path
         self.clock = clock
-        self.staleness = filesystem_staleness(self.root) if staleness is None else staleness
+        mount = mount_of(self.root)
+        self.staleness = filesystem_staleness(mount) if staleness is None else staleness
         self.reserve_bytes = reserve_bytes
         self.unique_wait = unique_wait
         self.durable = durable
-        mount = mount_of(self.root)
         #: push_many makes a batch durable with two syncfs calls, where syncfs is trustworthy
         self.batch_sync = durable and _durable.can_syncfs(mount.fstype if mount else None)
         #: worker -> (heartbeat value, when this process first saw that value)
