@@ -43,3 +43,16 @@ def to_ms(when: dt.datetime) -> int:
 
 def from_ms(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+
+
+def format_time(when: dt.datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and a ``Z``: how every time is written on disk."""
+    return when.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> dt.datetime:
+    """The inverse of `format_time`; a time without a timezone is a ValueError."""
+    when = dt.datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"naive timestamp {text!r}")
+    return when

@@ -18,8 +18,10 @@ built-in, from that built-in too::
     ├── ResultNotSerializable (TypeError)  a task returned something that is not JSON
     ├── StoreError (OSError)             the directory could not be used as asked
     │   ├── StoreFull                    below the free-space reserve, or ENOSPC
+    │   ├── PublishFailed                an attempt ran, but its outcome could not be recorded
     │   └── FormatError                  the root holds an unknown or damaged format
     └── CorruptRecord (ValueError)       a journal line failed its checksum or schema
+        └── UnknownRecordType            a valid record of a type this fsjobs does not know
 
 The class docstring is the default message, so ``raise JobNotFound()`` still says
 something useful (procrastinate's habit).
@@ -27,10 +29,7 @@ something useful (procrastinate's habit).
 
 from __future__ import annotations
 
-import typing
-
-if typing.TYPE_CHECKING:
-    from .model import JobState
+from .states import JobState
 
 
 class FsJobsError(Exception):
@@ -113,12 +112,20 @@ class StoreFull(StoreError):
     """The filesystem is below the free-space reserve; free space or lower the reserve."""
 
 
+class PublishFailed(StoreError):
+    """An attempt ran, but its outcome could not be recorded; the attempt still counts."""
+
+
 class FormatError(StoreError):
     """The root holds a format this version of fsjobs does not understand."""
 
 
 class CorruptRecord(FsJobsError, ValueError):
     """A journal record failed its checksum or schema."""
+
+
+class UnknownRecordType(CorruptRecord):
+    """A record with a valid checksum and a type this version of fsjobs does not know."""
 
 
 class Retry(FsJobsError):

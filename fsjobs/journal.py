@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import json
 import re
-import typing
 import zlib
 
 import attrs
 
-from .errors import CorruptRecord, InvalidJob
+from ._clock import format_time, parse_time
+from ._json import JSON, dumps, loads
+from .errors import CorruptRecord, InvalidJob, UnknownRecordType
 
-JSON: typing.TypeAlias = dict[str, "JSON"] | list["JSON"] | str | int | float | bool | None
 MAX_LINE = 2 * 1024 * 1024  # the first record carries the spec, kwargs <= 1 MiB
 _PREFIX = b'{"crc":"'
 _PREFIX_LEN = len(_PREFIX) + 8 + 2  # {"crc":"xxxxxxxx",
@@ -83,93 +82,16 @@ class ReadResult:
     valid_bytes: int
     #: None when the whole file is valid; else what is wrong with the rest.
     problem: str | None = None
-    #: True when something bad is followed by valid lines (not a torn tail).
+    #: True when a complete line is bad: corruption, not a crash (only a torn tail is).
     corrupt: bool = False
+    #: True when the bad line is a valid record of a type this fsjobs does not know
+    #: (written by a newer fsjobs): the root's features say whether to refuse.
+    unknown: bool = False
 
-
-def _reject_constant(name: str) -> typing.NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _no_duplicates(pairs: list[tuple[str, JSON]]) -> dict[str, JSON]:
-    out: dict[str, JSON] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
-
-
-def loads(text: str | bytes) -> JSON:
-    """Strict JSON: no NaN/Infinity, no duplicate keys, no stack overflow."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8")
-    try:
-        value: JSON = _DECODER.decode(text)
-    except RecursionError as exc:
-        raise ValueError("JSON nested too deeply") from exc
-    return value
-
-
-def dumps(value: object) -> str:
-    """Compact, ASCII-only JSON (one line, no NaN); raises ValueError/TypeError otherwise."""
-    return json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
-
-
-MAX_DEPTH = 100
-
-
-def check_plain(value: object, depth: int = 0) -> None:
-    """
-    Raise TypeError/ValueError unless `value` is made only of dicts with str keys,
-    lists, str, int, finite float, bool and None, nested at most MAX_DEPTH deep.
-    (``json.dumps`` alone would turn ``{1: "a"}`` into ``{"1": "a"}`` silently.)
-    """
-    if depth > MAX_DEPTH:
-        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
-    if value is None or isinstance(value, str | bool | int):
-        return
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f"{value} is not valid JSON")
-        return
-    if isinstance(value, list):
-        for item in value:
-            check_plain(item, depth + 1)
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"object keys must be str, not {type(key).__name__} {key!r}")
-            check_plain(item, depth + 1)
-        return
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-def check_json(what: str, value: object, limit: int) -> int:
-    """Raise InvalidJob unless `value` is plain JSON of at most `limit` bytes; return its size."""
-    try:
-        check_plain(value)
-        size = len(dumps(value))
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidJob(f"{what} must be plain JSON (no NaN, no objects): {exc}") from exc
-    if size > limit:
-        raise InvalidJob(f"{what} is {size} bytes encoded; the limit is {limit}")
-    return size
-
-
-def format_time(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> dt.datetime:
-    when = dt.datetime.fromisoformat(text)
-    if when.tzinfo is None:
-        raise ValueError(f"naive timestamp {text!r}")
-    return when
+    @property
+    def torn(self) -> bool:
+        """True when the only damage is a last line cut short by a crash: safe to cut off."""
+        return self.problem is not None and not self.corrupt and not self.unknown
 
 
 def encode(record: Record) -> bytes:
@@ -204,17 +126,27 @@ def decode(line: bytes) -> Record:
         value = loads(body)
         if not isinstance(value, dict):
             raise TypeError("not an object")
-        kind = RecordType(str(value.pop("type")))
+        name = str(value.pop("type"))
+        if name not in _TYPES:
+            raise UnknownRecordType(f"unknown record type {name!r}")
+        kind = RecordType(name)
         at = value.pop("at")
         if not isinstance(at, str):
             raise TypeError("'at' is not a string")
         return Record(type=kind, at=parse_time(at), data=value)
+    except UnknownRecordType:
+        raise
     except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
         raise CorruptRecord(f"bad record: {exc}") from exc
 
 
 def parse(data: bytes) -> ReadResult:
-    """The valid prefix of a journal file's bytes."""
+    """
+    The valid prefix of a journal file's bytes. A crash can only leave a last
+    line without its newline (a torn tail: every record is written with a single
+    ``write`` of one line); a complete line that fails its checksum or schema is
+    corruption, wherever it is.
+    """
     records: list[Record] = []
     pos = 0
     while pos < len(data):
@@ -223,17 +155,12 @@ def parse(data: bytes) -> ReadResult:
             return ReadResult(tuple(records), pos, "torn last line (no newline)")
         try:
             records.append(decode(data[pos:end]))
+        except UnknownRecordType as exc:
+            return ReadResult(tuple(records), pos, f"line {len(records) + 1}: {exc}", unknown=True)
         except CorruptRecord as exc:
-            rest = data[end + 1 :]
-            corrupt = any(_is_valid(x) for x in rest.split(b"\n") if x)
-            return ReadResult(tuple(records), pos, f"line {len(records) + 1}: {exc}", corrupt)
+            return ReadResult(tuple(records), pos, f"line {len(records) + 1}: {exc}", corrupt=True)
         pos = end + 1
     return ReadResult(tuple(records), pos)
 
 
-def _is_valid(line: bytes) -> bool:
-    try:
-        decode(line)
-    except CorruptRecord:
-        return False
-    return True
+_TYPES = frozenset(t.value for t in RecordType)

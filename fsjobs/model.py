@@ -1,5 +1,5 @@
 """
-The data of fsjobs: jobs, their states and options, and the one cattrs converter.
+The data of fsjobs: jobs and their options, and the one cattrs converter.
 
 Everything here is a frozen attrs class or a str enum; validation happens when a
 value is built, so a bad job is refused before anything touches the disk.
@@ -19,50 +19,24 @@ import attrs
 import cattrs
 
 from . import _names
+from ._clock import format_time, parse_time
+from ._json import JSON, check_plain, dumps
 from .errors import InvalidJob
-from .journal import JSON, check_json, check_plain, dumps, format_time, parse_time
 
 MAX_KWARGS_BYTES = 1024 * 1024
 MAX_RESULT_BYTES = 16 * 1024 * 1024
 
 
-class JobStatus(enum.StrEnum):
-    """Where a job is in its life. The value is the on-disk spelling."""
-
-    PENDING = "pending"
-    SCHEDULED = "scheduled"  #: first attempt waiting for `scheduled_at`
-    RUNNING = "running"
-    RETRYING = "retrying"  #: waiting out a backoff before the next attempt
-    COMPLETED = "completed"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    CANCELLED = "cancelled"
-    HELD = "held"  #: an operator hold: not final, keeps its unique key
-    CORRUPT = "corrupt"  #: quarantined: its files are malformed; final
-
-    @property
-    def is_final(self) -> bool:
-        return self in _FINAL
-
-
-_FINAL = frozenset(
-    {
-        JobStatus.COMPLETED,
-        JobStatus.FAILED,
-        JobStatus.TIMED_OUT,
-        JobStatus.CANCELLED,
-        JobStatus.CORRUPT,
-    }
-)
-#: Statuses whose markers live in a per-day final directory named after the status.
-FINAL_DIRS: tuple[JobStatus, ...] = (
-    JobStatus.COMPLETED,
-    JobStatus.FAILED,
-    JobStatus.TIMED_OUT,
-    JobStatus.CANCELLED,
-    JobStatus.HELD,
-    JobStatus.CORRUPT,
-)
+def check_json(what: str, value: object, limit: int) -> int:
+    """Raise InvalidJob unless `value` is plain JSON of at most `limit` bytes; return its size."""
+    try:
+        check_plain(value)
+        size = len(dumps(value))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidJob(f"{what} must be plain JSON (no NaN, no objects): {exc}") from exc
+    if size > limit:
+        raise InvalidJob(f"{what} is {size} bytes encoded; the limit is {limit}")
+    return size
 
 
 class _LimitType(enum.StrEnum):
@@ -271,68 +245,6 @@ class Job:
         return min(times) if times else None
 
 
-@attrs.frozen
-class ErrorInfo:
-    """Why an attempt failed."""
-
-    type: str
-    message: str
-    traceback: str = ""
-
-
-@attrs.frozen(kw_only=True)
-class JobState:
-    """A snapshot of one job, as `Queue.get` returns it."""
-
-    id: str
-    func: str
-    kwargs: dict[str, JSON]
-    queue: str
-    status: JobStatus
-    priority: int
-    attempts: int
-    max_attempts: int
-    created_at: dt.datetime
-    scheduled_at: dt.datetime | None = None
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
-    progress: float | None = None
-    progress_message: str | None = None
-    result: JSON = None
-    error: ErrorInfo | None = None
-    worker: str | None = None
-    unique_key: str | None = None
-    outputs: tuple[str, ...] = ()
-
-    @property
-    def is_done(self) -> bool:
-        return self.status.is_final
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds the last attempt ran, once it finished."""
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return (self.finished_at - self.started_at).total_seconds()
-
-
-@attrs.frozen
-class Event:
-    """
-    One record of a job's journal, as `Queue.history` returns it: what happened,
-    when, in which epoch (each claim, rescue or retry opens a new one) and with
-    which data (the spec for ``pushed``; worker, error, result, progress…).
-    """
-
-    type: str
-    at: dt.datetime
-    epoch: int
-    attempt: int | None = None
-    data: dict[str, JSON] = attrs.field(factory=dict)
-    #: True for a record a fenced worker wrote after its job was rescued: it does not count.
-    fenced: bool = False
-
-
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_unstructure_hook(dt.datetime, format_time)
@@ -362,6 +274,30 @@ def spec_of(job: Job, queue: str, created_at: dt.datetime) -> dict[str, JSON]:
         "backoff": None if job.backoff is None else converter.unstructure(job.backoff),
         "uploads": list[JSON](sorted(job.uploads)),
     }
+
+
+#: Every key a spec written by this fsjobs may hold.
+SPEC_KEYS = frozenset(
+    {
+        "queue",
+        "created_at",
+        "func",
+        "kwargs",
+        "priority",
+        "scheduled_at",
+        "max_attempts",
+        "timeout",
+        "unique_key",
+        "limits",
+        "backoff",
+        "uploads",
+    }
+)
+
+
+def unknown_spec_keys(spec: Mapping[str, JSON]) -> set[str]:
+    """Keys of an on-disk spec that this fsjobs does not know (a newer one may write them)."""
+    return set(spec) - SPEC_KEYS
 
 
 def job_from_spec(spec: Mapping[str, JSON]) -> Job:

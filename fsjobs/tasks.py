@@ -15,13 +15,17 @@ import typing
 from collections.abc import Callable, Mapping
 
 from . import _names
+from ._json import JSON
 from .context import is_context_hint
 from .errors import InvalidJob, UnknownTask
-from .journal import JSON
 from .model import Backoff, Job, Limit
 
-if typing.TYPE_CHECKING:
-    from .queue import Queue
+
+class Pusher(typing.Protocol):
+    """What a task needs of its queue: somewhere to push its jobs (a `fsjobs.Queue`)."""
+
+    async def push(self, job: Job) -> str: ...
+
 
 P = typing.ParamSpec("P")
 R = typing.TypeVar("R")
@@ -40,7 +44,7 @@ class Task(typing.Generic[P, R]):
         fn: Callable[P, R],
         *,
         name: str,
-        queue: Queue,
+        queue: Pusher,
         job_defaults: Mapping[str, typing.Any],
     ) -> None:
         self.fn = fn
@@ -144,7 +148,7 @@ def find(name: str) -> Task[..., typing.Any] | None:
 
 
 def make_task_decorator(
-    queue: Queue,
+    queue: Pusher,
     *,
     name: str | None,
     options: dict[str, typing.Any],

@@ -516,22 +516,34 @@ def test_every_exported_exception_is_an_fsjobs_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "error",
+    "cls",
     [
-        errors.InvalidJob(),
-        errors.UnknownTask(),
-        errors.UniqueKeyBusy(),
-        errors.StoreFull(),
-        errors.WaitTimeout(),
-        errors.JobNotFound("abc"),
-        errors.PushError("stopped", ["a"]),
-        errors.Retry(),
+        errors.InvalidJob,
+        errors.UnknownTask,
+        errors.UniqueKeyBusy,
+        errors.UniqueKeyConflict,
+        errors.StoreFull,
+        errors.PublishFailed,
+        errors.WaitTimeout,
+        errors.CorruptRecord,
     ],
-    ids=lambda e: type(e).__name__,
+    ids=lambda c: c.__name__,
 )
-def test_errors_have_a_message_by_default(error: Exception) -> None:
-    """An error raised without a message still says something useful."""
-    assert str(error).strip()
+def test_an_error_raised_without_a_message_says_what_its_docstring_says(
+    cls: type[errors.FsJobsError],
+) -> None:
+    """``raise StoreFull()`` still tells the user what happened and what to do."""
+    assert cls.__doc__ is not None
+    assert str(cls()) == cls.__doc__.strip()
+    assert str(cls("specific")) == "specific"
+
+
+def test_errors_that_carry_data_say_it_in_their_message() -> None:
+    """JobNotFound names the id; Retry without a message says it asked for a retry."""
+    assert str(errors.JobNotFound("01m8r4rpm0000098cmc92y")) == (
+        "no job '01m8r4rpm0000098cmc92y' under this root"
+    )
+    assert str(errors.Retry()) == "the task asked to be retried"
 
 
 def test_error_attributes() -> None:
