@@ -25,7 +25,7 @@ from fsjobs import Context
 def journal_records(root: str, job_id: str) -> list[dict[str, object]]:
     """Every record of a job's journal, oldest first (what ``cat ... | jq`` shows)."""
     records: list[dict[str, object]] = []
-    for path in sorted(glob.glob(os.path.join(root, "jobs", "*", job_id, "journal", "*.jsonl"))):
+    for path in sorted(glob.glob(os.path.join(root, "jobs", "*", job_id, "*.jsonl"))):
         with open(path, encoding="ascii") as f:
             records.extend(json.loads(line) for line in f)
     return records

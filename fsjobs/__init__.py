@@ -18,6 +18,7 @@ from .errors import JobCancelled as JobCancelled
 from .errors import JobFailed as JobFailed
 from .errors import JobNotDone as JobNotDone
 from .errors import JobNotFound as JobNotFound
+from .errors import PublishFailed as PublishFailed
 from .errors import PushError as PushError
 from .errors import ResultNotSerializable as ResultNotSerializable
 from .errors import Retry as Retry
@@ -28,13 +29,13 @@ from .errors import UniqueKeyConflict as UniqueKeyConflict
 from .errors import UnknownTask as UnknownTask
 from .errors import WaitTimeout as WaitTimeout
 from .model import Backoff as Backoff
-from .model import ErrorInfo as ErrorInfo
-from .model import Event as Event
 from .model import Job as Job
-from .model import JobState as JobState
-from .model import JobStatus as JobStatus
 from .model import Limit as Limit
 from .queue import Queue as Queue
+from .states import ErrorInfo as ErrorInfo
+from .states import Event as Event
+from .states import JobState as JobState
+from .states import JobStatus as JobStatus
 from .tasks import Task as Task
 from .worker import Worker as Worker
 
@@ -60,6 +61,7 @@ __all__ = [
     "JobState",
     "JobStatus",
     "Limit",
+    "PublishFailed",
     "PushError",
     "Queue",
     "ResultNotSerializable",

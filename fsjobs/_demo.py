@@ -59,9 +59,7 @@ async def _demo(root: str) -> None:
         order.append(label)
         print(f"  {state.id}  {state.status.value:<10} result={state.result!r:<32} {label}")
     print(f"\nrun order: {' -> '.join(order)}")
-    print(
-        f"\nlook around: ls -R {root}/queues | head; cat {root}/jobs/*/*/journal/*.jsonl | head -3"
-    )
+    print(f"\nlook around: ls -R {root}/queues | head; cat {root}/jobs/*/*/*.jsonl | head -3")
 
 
 def main() -> int:

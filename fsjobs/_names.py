@@ -28,13 +28,15 @@ PRIORITY_OFFSET = 2**31
 PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
 MAX_ATTEMPTS_LIMIT = 999
 
-# Directory names: the one place that spells them.
+# Directory and file names: the one place that spells them.
 JOBS, QUEUES, UNIQUE, WORKERS, TMP = "jobs", "queues", "unique", "workers", "tmp"
 WAITING, PENDING, RUNNING = "waiting", "pending", "running"
-JOURNAL, ATTEMPTS, UPLOADS, OUTPUTS = "journal", "attempts", "uploads", "outputs"
+ATTEMPTS, UPLOADS, OUTPUTS = "attempts", "uploads", "outputs"
+RESULT_FILE = "result.json"
 CANCEL = "cancel"
-FORMAT_FILE = "fsjobs.json"
-FORMAT_VERSION = 1
+FORMAT_FILE, FORMAT_LOCK = "fsjobs.json", "fsjobs.lock"
+#: format 1 kept a job's segments in this subfolder; `fsjobs migrate` moves them up
+FORMAT1_JOURNAL = "journal"
 
 _MARKER_RE = re.compile(
     r"^(?P<prio>\d{10})\.(?P<ready>\d{15})\.(?P<id>[0-9a-z]{22})"
@@ -152,6 +154,25 @@ def bucket_end_ms(parts: tuple[str, ...]) -> int | None:
     except ValueError:
         return None
     return None
+
+
+_SEGMENT_RE = re.compile(r"^(\d{6})\.jsonl$")
+
+
+def segment_name(epoch: int) -> str:
+    """The journal segment of `epoch` in a job's folder: ``000003.jsonl``."""
+    return f"{epoch:06d}.jsonl"
+
+
+def segment_epoch(name: str) -> int | None:
+    """The epoch of a segment's file name; None for any other name."""
+    m = _SEGMENT_RE.fullmatch(name)
+    return None if m is None else int(m[1])
+
+
+def attempt_dir(epoch: int) -> str:
+    """The folder of one attempt's files under ``attempts/``: ``000003``."""
+    return f"{epoch:06d}"
 
 
 def day_of(job_id: str) -> str:

@@ -26,6 +26,8 @@ from .errors import StoreError
 Parts = tuple[str, ...]
 #: at most this many directory descriptors are kept open
 MAX_CACHED = 256
+#: each thread keeps the descriptors of this many recently used buckets (see `Dirs.borrow`)
+RECENT = 8
 #: how long creating a directory retries a miss after EEXIST (see `Dirs._open_or_make`)
 MAKE_DIR_TIMEOUT = 5.0
 #: filesystems where file content may lag names across hosts
@@ -38,6 +40,12 @@ def _check_component(part: str) -> None:
 
 
 class Dirs:
+    """
+    Directory descriptors under one root, reached by the safe walk. Nothing
+    touches the disk until `open_root` (so a constructor stays cheap and a read
+    of a missing root creates nothing).
+    """
+
     def __init__(
         self,
         root: str,
@@ -49,32 +57,107 @@ class Dirs:
         self.root_path = os.path.abspath(root)
         self.dir_mode = dir_mode
         self._static = static
-        try:
-            os.makedirs(self.root_path, mode=dir_mode, exist_ok=True)
-            self.root_fd = os.open(self.root_path, _durable.O_DIR)
-        except NotADirectoryError as exc:
-            raise StoreError(f"queue root {root!r} is not a directory") from exc
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise StoreError(f"queue root {root!r} is a symlink; use the real path") from exc
-            raise StoreError(f"cannot open queue root {root!r}: {exc}") from exc
-        self._cache: dict[Parts, int] = {(): self.root_fd}
+        self._cache: dict[Parts, int] = {}
         self._lock = threading.Lock()
+        self._closed = False
+        self._local = threading.local()
+        self._recents: list[dict[Parts, int]] = []
+
+    def open_root(self, *, create: bool) -> bool:
+        """
+        Open the root (creating it and its parents if `create`); False if it does
+        not exist and `create` is false. Safe to call from several threads.
+        """
+        with self._lock:
+            if () in self._cache:
+                return True
+            if self._closed:
+                raise StoreError(f"the store of {self.root_path} is closed")
+            try:
+                if create:
+                    os.makedirs(self.root_path, mode=self.dir_mode, exist_ok=True)
+                fd = os.open(self.root_path, _durable.O_DIR)
+            except FileNotFoundError:
+                if create:
+                    raise
+                return False
+            except NotADirectoryError as exc:
+                raise StoreError(f"queue root {self.root_path!r} is not a directory") from exc
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise StoreError(
+                        f"queue root {self.root_path!r} is a symlink; use the real path"
+                    ) from exc
+                raise StoreError(f"cannot open queue root {self.root_path!r}: {exc}") from exc
+            self._cache[()] = fd
+            return True
+
+    @property
+    def root_fd(self) -> int:
+        fd = self._cache.get(())
+        if fd is None:
+            raise StoreError(f"the root {self.root_path} is not open")
+        return fd
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for fd in self._cache.values():
                 os.close(fd)
             self._cache.clear()
+            for recent in self._recents:
+                for fd in recent.values():
+                    os.close(fd)
+                recent.clear()
 
-    def cached(self, parts: Parts) -> int:
-        """A long-lived descriptor of a directory that is never removed; created if missing."""
+    def borrow(self, parts: Parts, *, create: bool = False) -> int:
+        """
+        A descriptor of `parts` to use now and not close: a directory that is
+        never removed comes from the long-lived cache; any other (a time bucket,
+        a day shard) from this thread's few most recently used ones, valid until
+        this thread borrows `RECENT` others. Such a directory may have been
+        removed since it was opened: on ENOENT or ESTALE through it, `forget` it
+        and borrow again.
+        """
         fd = self._cache.get(parts)
         if fd is not None:
             return fd
-        fd = self._walk(parts, create=True)
+        if self._static(parts):
+            return self.cached(parts, create=create)
+        recent = self._recent()
+        fd = recent.pop(parts, None)
+        if fd is None:
+            fd = self.open_fd(parts, create=create)
+            while len(recent) >= RECENT:
+                os.close(recent.pop(next(iter(recent))))
+        recent[parts] = fd  # the most recently used go last
+        return fd
+
+    def forget(self, parts: Parts) -> None:
+        """Drop this thread's borrowed descriptor of `parts` (its directory went away)."""
+        fd = self._recent().pop(parts, None)
+        if fd is not None:
+            os.close(fd)
+
+    def _recent(self) -> dict[Parts, int]:
+        recent: dict[Parts, int] | None = getattr(self._local, "recent", None)
+        if recent is None:
+            recent = self._local.recent = {}
+            with self._lock:
+                self._recents.append(recent)
+        return recent
+
+    def cached(self, parts: Parts, *, create: bool = True) -> int:
+        """
+        A long-lived descriptor of a directory that is never removed (do not close
+        it); created if missing and `create`, else FileNotFoundError.
+        """
+        fd = self._cache.get(parts)
+        if fd is not None:
+            return fd
+        fd = self.open_fd(parts, create=create)
         with self._lock:
-            old = self._cache.setdefault(parts, fd)
+            old = self._cache.setdefault(parts, fd) if not self._closed else fd
         if old != fd:
             os.close(fd)
         return old
@@ -82,7 +165,7 @@ class Dirs:
     @contextlib.contextmanager
     def open(self, parts: Parts, *, create: bool = False) -> Iterator[int]:
         """A descriptor of `parts` for a with-block; FileNotFoundError if absent."""
-        fd = self._walk(parts, create=create)
+        fd = self.open_fd(parts, create=create)
         try:
             yield fd
         finally:
@@ -91,47 +174,64 @@ class Dirs:
     @contextlib.contextmanager
     def child(self, parent_fd: int, name: str) -> Iterator[int]:
         """A descriptor of the directory `name` under an open one, for a with-block."""
-        _check_component(name)
-        fd = self._step(os.dup(parent_fd), name, create=False)
+        fd = self.open_child(parent_fd, name)
         try:
             yield fd
         finally:
             os.close(fd)
 
-    def _walk(self, parts: Parts, *, create: bool) -> int:
+    def open_child(self, parent_fd: int, name: str, *, create: bool = False) -> int:
+        """Open (or create) the directory `name` under `parent_fd`; the caller closes it."""
+        _check_component(name)
+        return self._step(parent_fd, name, create=create)
+
+    def open_fd(self, parts: Parts, *, create: bool = False) -> int:
+        """
+        Walk to `parts` one component at a time from the nearest cached ancestor;
+        the caller closes the descriptor. FileNotFoundError if a component is
+        missing (and not `create`), StoreError if one is not a real directory.
+        """
         for part in parts:
             _check_component(part)
         base = len(parts)
         while base and parts[:base] not in self._cache:
             base -= 1
-        fd = os.dup(self._cache[parts[:base]]) if base else os.dup(self.root_fd)
-        for i in range(base, len(parts)):
-            fd = self._step(fd, parts[i], create=create)  # closes the parent, even on error
+        if not base and () not in self._cache and not self.open_root(create=create):
+            raise FileNotFoundError(errno.ENOENT, f"no queue root at {self.root_path}")
+        cached = self._cache[parts[:base]]
+        if base == len(parts):
+            return os.dup(cached)
+        fd = self._step(cached, parts[base], create=create)
+        for i in range(base + 1, len(parts)):
+            try:
+                child = self._step(fd, parts[i], create=create)
+            finally:
+                os.close(fd)
+            fd = child
             if self._static(parts[: i + 1]) and len(self._cache) < MAX_CACHED:
                 self._keep(parts[: i + 1], fd)
+        if base + 1 == len(parts) and self._static(parts) and len(self._cache) < MAX_CACHED:
+            self._keep(parts, fd)
         return fd
 
     def _keep(self, parts: Parts, fd: int) -> None:
         with self._lock:
-            if parts not in self._cache and self._cache:  # empty: closed
+            if parts not in self._cache and not self._closed:
                 self._cache[parts] = os.dup(fd)
 
     def _step(self, parent: int, part: str, *, create: bool) -> int:
-        """Open `part` under `parent` and close `parent`."""
+        """Open the directory `part` under `parent` (which stays open)."""
         try:
             try:
-                child = os.open(part, _durable.O_DIR, dir_fd=parent)
+                return os.open(part, _durable.O_DIR, dir_fd=parent)
             except FileNotFoundError:
                 if not create:
                     raise
-                child = self._open_or_make(parent, part)
+                return self._open_or_make(parent, part)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise StoreError(f"refusing to follow {part!r}: not a real directory") from exc
             raise
-        finally:
-            os.close(parent)
-        return child
 
     def _open_or_make(self, parent: int, part: str) -> int:
         """

@@ -5,6 +5,9 @@ Pure functions over what the store has read; no I/O here. The rules: status
 comes from where the marker is (names are the truth), the outcome and result
 from the newest segment that still counts, and a segment whose next epoch was
 opened by a rescue was fenced: its late terminal records are ignored.
+
+Everything here reads untrusted data: a field of the wrong type is read as
+missing, never raised on, so one damaged job cannot break a listing.
 """
 
 from __future__ import annotations
@@ -13,24 +16,20 @@ import datetime as dt
 import typing
 from collections.abc import Callable, Iterable
 
-import attrs
-
 from . import _ids, _names, journal
-from ._clock import from_ms
-from ._names import Marker
-from .journal import JSON, Record, RecordType
-from .model import ErrorInfo, Event, JobState, JobStatus
+from ._clock import from_ms, parse_time
+from ._json import JSON
+from ._transitions import Location, Where
+from .journal import Record, RecordType
+from .states import ErrorInfo, Event, JobState, JobStatus
 
 Segments: typing.TypeAlias = list[tuple[int, journal.ReadResult]]
+#: What `build_state` asks of the store: the value of a result file, or the error.
+ResultReader = Callable[[str], JSON]
 
 
-@attrs.frozen
-class Location:
-    """Where a job's marker is: the state directory, and the parsed name if live."""
-
-    where: str  # waiting, pending, running or a final JobStatus value
-    marker: Marker | None = None
-    worker: str | None = None
+class ResultUnreadable(Exception):
+    """A completed job's result file could not be read (raised by a `ResultReader`)."""
 
 
 def build_state(
@@ -39,20 +38,12 @@ def build_state(
     spec: dict[str, JSON],
     segments: Segments,
     location: Location,
-    read_result: Callable[[str], JSON],
+    read_result: ResultReader,
     list_outputs: Callable[[int], tuple[str, ...]] = lambda _: (),
 ) -> JobState:
     """The JobState of a job from its spec, its journal segments and where its marker is."""
-    where = location.where
+    status = location.status
     marker = location.marker
-    if where in (_names.WAITING, _names.PENDING, _names.RUNNING):
-        assert marker is not None
-        if where == _names.WAITING:
-            status = JobStatus.SCHEDULED if marker.attempt == 0 else JobStatus.RETRYING
-        else:
-            status = JobStatus(where)
-    else:
-        status = JobStatus(where)
     fold = Fold(job_id)
     for i, (epoch, seg) in enumerate(segments):
         fold.add(epoch, seg.records, fenced=was_rescued(segments, i))
@@ -63,34 +54,40 @@ def build_state(
         else fold.max_attempts or _int(spec, "max_attempts", 1)
     )
     result: JSON = None
+    error = fold.error
     if status is JobStatus.COMPLETED and fold.terminal is not None:
         result = fold.terminal.data.get("result")
         result_file = fold.terminal.get_str("result_file")
         if result_file is not None:
-            result = read_result(result_file)
-    sched = spec.get("scheduled_at")
+            try:
+                result = read_result(result_file)
+            except ResultUnreadable as exc:
+                error = ErrorInfo("ResultUnreadable", str(exc))
     live = status in (JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.RETRYING)
     ran = status is JobStatus.RUNNING or status.is_final
     outputs = list_outputs(fold.claim_epoch) if ran and fold.claim_epoch is not None else ()
+    kwargs = spec.get("kwargs")
+    unique_key = spec.get("unique_key")
     return JobState(
         id=job_id,
-        func=str(spec.get("func")),
-        kwargs=typing.cast(dict[str, JSON], spec.get("kwargs") or {}),
+        func=_str(spec, "func"),
+        kwargs=kwargs if isinstance(kwargs, dict) else {},
         queue=queue,
         status=status,
         priority=_int(spec, "priority", 0),
         attempts=attempts,
         max_attempts=max_attempts,
-        created_at=journal.parse_time(str(spec.get("created_at"))),
-        scheduled_at=None if not isinstance(sched, str) else journal.parse_time(sched),
+        created_at=_time(spec, "created_at") or from_ms(_ids.id_time_ms(job_id)),
+        scheduled_at=_time(spec, "scheduled_at"),
+        ready_at=from_ms(marker.ready_ms) if live and marker is not None else None,
         started_at=fold.started_at,
         finished_at=None if live or status is JobStatus.RUNNING else fold.finished_at,
         progress=fold.progress,
         progress_message=fold.progress_message,
         result=result,
-        error=fold.error,
+        error=error,
         worker=location.worker or fold.worker,
-        unique_key=typing.cast("str | None", spec.get("unique_key")),
+        unique_key=unique_key if isinstance(unique_key, str) else None,
         outputs=outputs,
     )
 
@@ -145,25 +142,49 @@ def was_rescued(segments: Segments, i: int) -> bool:
     )
 
 
-def unreadable_state(job_id: str, queue: str, status: JobStatus) -> JobState:
-    """What can be said of a job whose own files cannot be read."""
+def unreadable_state(job_id: str, queue: str, where: Where, why: str) -> JobState:
+    """What can be said of a job whose own files cannot be read: its place, and why."""
     return JobState(
         id=job_id,
         func="",
         kwargs={},
         queue=queue,
-        status=status,
+        status=Location(where).status,
         priority=0,
         attempts=0,
         max_attempts=1,
         created_at=from_ms(_ids.id_time_ms(job_id)),
-        error=ErrorInfo("CorruptJob", "the job's journal is missing or unreadable"),
+        error=ErrorInfo("CorruptJob", why),
     )
+
+
+def last_release(segments: Segments) -> Record | None:
+    """The newest `released` record of the journal, if the newest record of all is one."""
+    for _, seg in reversed(segments):
+        if seg.records:
+            last = seg.records[-1]
+            return last if last.type is RecordType.RELEASED else None
+    return None
 
 
 def _int(spec: dict[str, JSON], key: str, default: int) -> int:
     value = spec.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _str(spec: dict[str, JSON], key: str) -> str:
+    value = spec.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _time(spec: dict[str, JSON], key: str) -> dt.datetime | None:
+    value = spec.get(key)
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
 
 
 class Fold:

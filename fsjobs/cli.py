@@ -26,18 +26,26 @@ import shutil
 import sys
 import typing
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
-from . import __version__
 from ._clock import to_ms
+from ._json import loads
 from .doctor import Level, doctor
 from .errors import FsJobsError, JobNotFound
 from .fsck import format_report, fsck
-from .journal import loads
-from .model import Job, JobState, JobStatus, converter
+from .model import Job, converter
 from .queue import Queue
+from .states import JobState, JobStatus
 from .worker import Worker
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_PROBLEMS = 0, 1, 2, 3, 4
+
+
+def _version() -> str:
+    try:
+        return version("fsjobs")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         "4 fsck found problems left unrepaired (doctor: 1 when a check fails)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"fsjobs {__version__}")
+    parser.add_argument("--version", action="version", version=f"fsjobs {_version()}")
     parser.add_argument(
         "--root",
         default=os.environ.get("FSJOBS_ROOT"),

@@ -7,17 +7,21 @@ the workers and ``tmp/``, and reports each violation as a `Problem`. With
 ``repair=True`` it also:
 
 * rescues the running jobs of dead workers (their lock can be taken);
-* cuts torn tails off journal segments no live process is writing;
+* cuts a torn last line off journal segments no live process is writing;
+* quarantines in ``corrupt/`` a waiting or pending job whose journal is damaged
+  anywhere else, or whose folder is missing (a complete line that fails its
+  checksum is corruption, never a crash);
 * records the missing terminal record of a final job (in a new epoch);
-* quarantines markers whose job folder is missing or unreadable;
-* removes, once older than the horizon, staging files of dead pushers,
-  job folders that were never published, and lock files of dead workers.
+* removes, once older than the horizon, staging files of dead pushers, job
+  folders that were never published, and lock files of dead workers.
 
 Everything else (a job in two states, two unfinished jobs with one unique key,
-damage in the middle of a journal, symlinks) is reported for a person to look
-at: fsck never guesses.
+damage in a running or final job, symlinks, FIFOs and other planted entries) is
+reported by name for a person to look at: fsck never guesses, and never
+follows a symlink. On a root that uses a feature this fsjobs does not know, it
+checks but refuses to repair.
 
-Part of the store layer: the only other module that touches files.
+Part of the store layer: it reads and writes the tree through `Tree`.
 """
 
 from __future__ import annotations
@@ -30,20 +34,21 @@ import time
 
 import attrs
 
-from . import _durable, _ids, _names, journal
+from . import _durable, _ids, _names, _read, _transitions, _unique, journal
 from ._names import Marker
 from ._paths import Parts
+from ._transitions import BY_DAY, Where
+from ._tree import Tree, path, record
+from .errors import StoreError
 from .journal import RecordType
-from .model import FINAL_DIRS, JobStatus
-from .store import Store, _open_segment_at
+from .store import Store
 
 logger = logging.getLogger(__name__)
 
 HORIZON = 3600.0  # seconds before leftovers of a push or a worker count as garbage
-#: seconds a final marker may wait for its record: a cancel renames first, then writes
+#: seconds a marker must have stayed where it is before fsck acts on it (content lags names,
+#: and a cancel renames first, then writes its record)
 SETTLE = 60.0
-_LIVE = (_names.WAITING, _names.PENDING, _names.RUNNING)
-_FINAL = frozenset(s.value for s in JobStatus if s.is_final)
 
 
 @attrs.frozen
@@ -73,23 +78,35 @@ class Report:
 
 @attrs.define
 class _Seen:
-    where: str  # waiting, pending, running, or the name of a final (or held) directory
-    path: str
+    queue: str
+    where: Where
+    parts: Parts
+    name: str
     marker: Marker | None = None
     worker: str | None = None
-    parts: Parts = ()
+
+    @property
+    def path(self) -> str:
+        return path(self.parts, self.name)
 
 
 def fsck(
     store: Store, *, repair: bool = False, horizon: float = HORIZON, settle: float = SETTLE
 ) -> Report:
     """Check (and with `repair`, fix) the root of `store`; see the module docstring."""
+    tree = store.tree
+    if not tree.for_reading():
+        return Report((), 0, 0)
+    tree.refresh_format()
+    if repair:
+        tree.for_writing()  # FormatError: never repair a root this fsjobs does not fully know
     return _Checker(store, repair, horizon, settle).run()
 
 
 class _Checker:
     def __init__(self, store: Store, repair: bool, horizon: float, settle: float) -> None:
         self.store = store
+        self.tree: Tree = store.tree
         self.repair = repair
         self.horizon = horizon
         self.settle = settle
@@ -97,23 +114,23 @@ class _Checker:
         self.markers: dict[str, list[_Seen]] = collections.defaultdict(list)
         self.me = f"fsck-{os.getpid()}-{_ids.new_worker_id().rsplit('-', 1)[-1]}"
 
-    def report(self, kind: str, path: str, message: str, repaired: bool = False) -> None:
+    def report(self, kind: str, where: str, message: str, repaired: bool = False) -> None:
         level = logging.INFO if repaired else logging.WARNING
         logger.log(
-            level, "fsck %s %s: %s%s", kind, path, message, " (repaired)" if repaired else ""
+            level, "fsck %s %r: %s%s", kind, where, message, " (repaired)" if repaired else ""
         )
-        self.problems.append(Problem(kind, path, message, repaired))
+        self.problems.append(Problem(kind, where, message, repaired))
 
     def run(self) -> Report:
-        store = self.store
-        for queue in store.queues():
+        queues = self.tree.queues()
+        for queue in queues:
             if self.repair:
-                for job_id in store.rescue(queue, self.me):
+                for job_id in self.store.rescue(queue, self.me):
                     self.report("stale-claim", job_id, "running job of a dead worker", True)
             else:
                 for job_id in self.stale_claims(queue):
                     self.report("stale-claim", job_id, "running job of a dead worker")
-        for queue in store.queues():
+        for queue in queues:
             self.walk_queue(queue)
         jobs = self.walk_jobs()
         self.check_markers()
@@ -124,141 +141,213 @@ class _Checker:
         return Report(tuple(self.problems), jobs, count)
 
     def stale_claims(self, queue: str) -> list[str]:
-        """Running jobs whose worker's lock file is gone or can be locked (it is dead)."""
-        wfd = self.store.dirs.cached((_names.WORKERS,))
+        """Running jobs whose worker is dead (its lock file is gone or can be locked)."""
         alive: dict[str, bool] = {}
         stale = []
-        for marker, worker in self.store.running(queue):
+        for marker, worker in self.tree.running(queue):
             if worker not in alive:
-                fd = _durable.open_lock_file(wfd, f"{worker}.lock", create=False)
-                if fd is None:
-                    alive[worker] = False
-                else:
-                    try:
-                        alive[worker] = not _durable.try_lock(fd)
-                    finally:
-                        os.close(fd)
+                alive[worker] = bool(self.store.worker_alive(worker))
             if not alive[worker]:
                 stale.append(marker.job_id)
         return stale
 
-    # -- markers ------------------------------------------------------------------
+    # -- listing, reporting what does not belong ----------------------------------------------
+
+    def entries(self, parts: Parts, *, dirs: bool | None = None) -> list[str]:
+        """
+        Names in a directory, reporting (and leaving out) symlinks, special files
+        and, if `dirs` says which kind belongs here, entries of the other kind. A
+        directory that is itself not a real directory is reported too.
+        """
+        try:
+            with self.tree.dirs.open(parts) as fd:
+                out = []
+                for name in sorted(_durable.listdir(fd)):
+                    try:
+                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # moved on while we looked
+                    kind = _kind(st.st_mode)
+                    wrong_kind = dirs is not None and (kind == "directory") != dirs
+                    if kind == "symlink":
+                        self.report("symlink", path(parts, name), "symlinks are never followed")
+                    elif kind not in ("file", "directory") or wrong_kind:
+                        self.report(
+                            "foreign-file", path(parts, name), f"a {kind} does not belong here"
+                        )
+                    else:
+                        out.append(name)
+                return out
+        except FileNotFoundError:
+            return []
+        except StoreError as exc:
+            self.report("not-a-directory", path(parts), str(exc))
+            return []
+
+    # -- markers ------------------------------------------------------------------------------
 
     def walk_queue(self, queue: str) -> None:
-        store = self.store
-        for where, levels in ((_names.WAITING, 2), (_names.PENDING, 3)):
-            for parts in store._leaf_buckets(store._qdir(queue, where), levels):
-                for name in self.entries(parts):
+        tree = self.tree
+        for where, levels in ((Where.WAITING, 2), (Where.PENDING, 3)):
+            for parts in self.buckets(tree.queue_dir(queue, where), levels):
+                for name in self.entries(parts, dirs=False):
                     try:
                         marker = Marker.parse(name)
                     except ValueError:
-                        self.report("foreign-file", store._path(parts, name), "not a marker name")
+                        self.report("foreign-file", path(parts, name), "not a marker name")
                         continue
-                    path = store._path(parts, name)
-                    self.markers[marker.job_id].append(_Seen(where, path, marker))
-                    self.check_attempts(marker, path)
-        running = store._qdir(queue, _names.RUNNING)
-        for name in self.entries(running):
+                    self.markers[marker.job_id].append(_Seen(queue, where, parts, name, marker))
+                    self.check_attempts(marker, path(parts, name))
+        running = tree.running_dir(queue)
+        for name in self.entries(running, dirs=False):
             try:
                 marker, worker = Marker.parse_running(name)
             except ValueError:
-                self.report("foreign-file", store._path(running, name), "not a running marker")
+                self.report("foreign-file", path(running, name), "not a running marker")
                 continue
-            path = store._path(running, name)
-            self.markers[marker.job_id].append(_Seen(_names.RUNNING, path, marker, worker))
-            self.check_attempts(marker, path)
-        for status in FINAL_DIRS:
-            top = store._qdir(queue, status.value)
-            for day in self.entries(top):
-                for name in self.entries((*top, day)):
-                    path = store._path((*top, day), name)
-                    if not _ids.is_job_id(name):
-                        self.report("foreign-file", path, "not a job id")
+            self.markers[marker.job_id].append(
+                _Seen(queue, Where.RUNNING, running, name, marker, worker)
+            )
+            self.check_attempts(marker, path(running, name))
+        for where in BY_DAY:
+            top = tree.queue_dir(queue, where)
+            for day in self.entries(top, dirs=True):
+                for name in self.entries((*top, day), dirs=False):
+                    if not _ids.is_job_id(name) or _names.day_of(name) != day:
+                        self.report(
+                            "foreign-file", path((*top, day), name), "not a job id of this day"
+                        )
                         continue
-                    self.markers[name].append(_Seen(status.value, path, parts=(*top, day)))
+                    self.markers[name].append(_Seen(queue, where, (*top, day), name))
 
-    def entries(self, parts: Parts) -> list[str]:
-        """Names in a directory, reporting symlinks and anything that is not a file or dir."""
-        with self.store._open_or_none(parts) as fd:
-            if fd is None:
-                return []
-            names = _durable.listdir(fd)
-            out = []
-            for name in names:
-                try:
-                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                except FileNotFoundError:
-                    continue  # moved on while we looked
-                if stat.S_ISLNK(st.st_mode):
-                    self.report(
-                        "symlink", self.store._path(parts, name), "symlinks are never followed"
-                    )
-                    continue
-                out.append(name)
-            return sorted(out)
+    def buckets(self, top: Parts, levels: int) -> list[Parts]:
+        """The leaf buckets `levels` below `top`, reporting whatever is planted among them."""
+        found = [top]
+        for _ in range(levels):
+            found = [(*parts, name) for parts in found for name in self.entries(parts, dirs=True)]
+        return found
 
-    def check_attempts(self, marker: Marker, path: str) -> None:
+    def check_attempts(self, marker: Marker, where: str) -> None:
         if marker.attempt > marker.max_attempts:
-            self.report("attempts", path, f"attempt {marker.attempt} > max {marker.max_attempts}")
+            self.report("attempts", where, f"attempt {marker.attempt} > max {marker.max_attempts}")
 
     def check_markers(self) -> None:
         for job_id, seen in self.markers.items():
             if len(seen) > 1:
                 places = ", ".join(s.path for s in seen)
                 self.report("duplicate", job_id, f"markers in more than one place: {places}")
-            running = [s for s in seen if s.where == _names.RUNNING]
-            if len(running) > 1:
+            if sum(s.where is Where.RUNNING for s in seen) > 1:
                 self.report("double-claim", job_id, "claimed by more than one worker")
 
-    # -- job folders and journals -------------------------------------------------------
+    # -- job folders and journals -----------------------------------------------------------
 
     def walk_jobs(self) -> int:
-        store = self.store
         count = 0
-        for shard in self.entries((_names.JOBS,)):
+        for shard in self.entries((_names.JOBS,), dirs=True):
             for job_id in self.entries((_names.JOBS, shard)):
-                path = store._path((_names.JOBS, shard), job_id)
                 if not _ids.is_job_id(job_id) or _names.shard_of(job_id) != shard:
-                    self.report("foreign-file", path, "not a job folder")
+                    self.report(
+                        "foreign-file", path((_names.JOBS, shard), job_id), "not a job folder"
+                    )
                     continue
                 count += 1
                 self.check_job(job_id)
+        for job_id, seen in self.markers.items():
+            self.check_folder(job_id, seen)
         return count
 
     def check_job(self, job_id: str) -> None:
-        store = self.store
         seen = self.markers.get(job_id, [])
-        segments = store._segments(job_id)
-        owned_by_live = any(s.where == _names.RUNNING for s in seen)  # rescued above if dead
+        folder = Tree.job_dir(job_id)
+        names = self.entries(folder)
+        if _names.FORMAT1_JOURNAL in names:
+            self.report("format-1", path(folder, _names.FORMAT1_JOURNAL), "run `fsjobs migrate`")
+        segments = _read.segments(self.tree, job_id)
+        owned_by_live = any(s.where is Where.RUNNING for s in seen)  # rescued above if dead
+        damaged = False
         for epoch, seg in segments:
-            name = f"{store._path(store._job_parts(job_id, _names.JOURNAL), f'{epoch:06d}')}.jsonl"
+            where = path(folder, _names.segment_name(epoch))
             if seg.problem is None:
                 continue
-            if seg.corrupt:
-                self.report("journal-corrupt", name, seg.problem)
-            elif owned_by_live and epoch == segments[-1][0]:
-                continue  # its writer may be mid-append
+            if seg.unknown:
+                self.report("journal-unknown", where, f"{seg.problem}: written by a newer fsjobs?")
+            elif seg.torn:
+                if owned_by_live and epoch == segments[-1][0]:
+                    continue  # its writer may be mid-append
+                self.report("journal-tail", where, seg.problem, self.truncate(job_id, epoch, seg))
             else:
-                self.report("journal-tail", name, seg.problem, self.truncate(job_id, epoch, seg))
+                damaged = True
+                self.report(
+                    "journal-corrupt",
+                    where,
+                    seg.problem,
+                    self.quarantine(job_id, seen, seg.problem),
+                )
         if not seen:
             self.check_unpublished(job_id)
             return
-        final = [s for s in seen if s.where in _FINAL]
-        if len(seen) == 1 and final and segments and self.settled(final[0]):
+        final = [s for s in seen if s.where.is_final]
+        if len(seen) == 1 and final and segments and not damaged and self.settled(final[0]):
             newest = segments[-1][1].records
             if not any(r.type in journal.TERMINAL for r in newest):
-                status = JobStatus(final[0].where)
-                fixed = self.repair and self.record_terminal(job_id, status, segments[-1][0] + 1)
-                message = f"{status.value}, but its newest journal segment has no record of it"
+                where = final[0].where
+                fixed = self.repair and self.record_terminal(job_id, where, segments[-1][0] + 1)
+                message = f"{where.value}, but its newest journal segment has no record of it"
                 self.report("no-terminal-record", job_id, message, fixed)
+
+    def check_folder(self, job_id: str, seen: list[_Seen]) -> None:
+        """
+        A marker whose job folder is gone: restored from the marker (a power cut
+        lost the folder's name), or, if the marker does not hold the job's spec,
+        quarantined once it has settled.
+        """
+        if self.tree.exists(Tree.job_dir(job_id), _names.segment_name(0)):
+            return
+        if all(s.where is Where.CORRUPT for s in seen):
+            return  # already quarantined: nothing more to do
+        if (
+            self.repair
+            and len(seen) == 1
+            and _read.restore_folder(self.tree, job_id, seen[0].parts, seen[0].name)
+        ):
+            self.report("no-job-folder", job_id, "restored from its marker", True)
+            return
+        fixed = self.quarantine(job_id, seen, "its job folder is missing")
+        self.report("no-job-folder", job_id, "a marker without its job's journal", fixed)
+
+    def quarantine(self, job_id: str, seen: list[_Seen], why: str) -> bool:
+        """Move a waiting or pending job that has settled to ``corrupt/`` (repair only)."""
+        if not self.repair or len(seen) != 1:
+            return False
+        s, marker = seen[0], seen[0].marker
+        if marker is None or s.where not in (Where.WAITING, Where.PENDING) or not self.settled(s):
+            return False
+        dst = self.tree.day_dir(s.queue, Where.CORRUPT, job_id)
+        if not self.tree.move(s.parts, s.name, dst, job_id):
+            return False
+        new = _transitions.reopened(marker, marker.epoch + 1)
+        rec = record(
+            RecordType.CORRUPT,
+            self.tree.clock.now(),
+            attempt=new.attempt,
+            max_attempts=new.max_attempts,
+            error={"type": "CorruptJob", "message": why, "traceback": ""},
+            marker=path(dst, job_id),
+            repaired_by="fsck",
+        )
+        try:
+            self.tree.open_epoch(job_id, new.epoch, rec)
+        except (OSError, StoreError):
+            pass  # no folder to write in: the marker's place says it all
+        return True
 
     def settled(self, seen: _Seen) -> bool:
         """True if the marker has been where it is for longer than `settle` seconds."""
-        with self.store._open_or_none(seen.parts) as fd:
+        with self.tree.open_or_none(seen.parts) as fd:
             if fd is None:
                 return False
             try:
-                st = os.stat(seen.path.rsplit("/", 1)[-1], dir_fd=fd, follow_symlinks=False)
+                st = os.stat(seen.name, dir_fd=fd, follow_symlinks=False)
             except FileNotFoundError:
                 return False
         return time.time() - st.st_ctime >= self.settle
@@ -266,30 +355,26 @@ class _Checker:
     def truncate(self, job_id: str, epoch: int, seg: journal.ReadResult) -> bool:
         if not self.repair:
             return False
-        parts = self.store._job_parts(job_id, _names.JOURNAL)
-        with self.store.dirs.open(parts) as jfd:
-            fd = os.open(
-                f"{epoch:06d}.jsonl", os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=jfd
-            )
+        with self.tree.dirs.open(Tree.job_dir(job_id)) as job_fd:
+            flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+            fd = os.open(_names.segment_name(epoch), flags, dir_fd=job_fd)
             try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    return False
                 os.ftruncate(fd, seg.valid_bytes)
                 os.fsync(fd)
             finally:
                 os.close(fd)
         return True
 
-    def record_terminal(self, job_id: str, status: JobStatus, epoch: int) -> bool:
-        record = journal.Record(
-            type=RecordType(status.value),
-            at=self.store.clock.now(),
-            data={"repaired_by": "fsck", "note": "the outcome's record was lost in a crash"},
+    def record_terminal(self, job_id: str, where: Where, epoch: int) -> bool:
+        rec = record(
+            RecordType(where.value),
+            self.tree.clock.now(),
+            repaired_by="fsck",
+            note="the outcome's record was lost in a crash",
         )
-        with self.store.dirs.open(self.store._job_parts(job_id, _names.JOURNAL)) as jfd:
-            fd = _open_segment_at(jfd, epoch)
-            try:
-                _durable.append(fd, journal.encode(record))
-            finally:
-                os.close(fd)
+        self.tree.open_epoch(job_id, epoch, rec)
         return True
 
     def check_unpublished(self, job_id: str) -> None:
@@ -297,19 +382,20 @@ class _Checker:
         if self.staging_alive(job_id):
             return
         age = time.time() - _ids.id_time_ms(job_id) / 1000
-        path = self.store._path(self.store._job_parts(job_id), "")
         if age < self.horizon:
             return  # may be a push in progress on another host
         removed = False
         if self.repair:
-            self.store._discard_folder(job_id)
+            self.tree.discard_job(job_id)
             removed = True
-        self.report("unpublished", path, f"never published ({age:.0f} s old)", removed)
+        self.report(
+            "unpublished", path(Tree.job_dir(job_id)), f"never published ({age:.0f} s old)", removed
+        )
 
     def staging_alive(self, job_id: str) -> bool:
         """True if a push (or retry) of the job may still be at work: its staging file in
         tmp/ is locked, or younger than the horizon."""
-        tmp_fd = self.store.dirs.cached((_names.TMP,))
+        tmp_fd = self.tree.dirs.cached((_names.TMP,))
         for name in _durable.listdir(tmp_fd):
             if f".{job_id}." not in name and not name.startswith(f"retry.{job_id}."):
                 continue
@@ -329,7 +415,10 @@ class _Checker:
             return True
         if not stat.S_ISREG(st.st_mode):
             return False
-        fd = _durable.open_lock_file(tmp_fd, name, create=False)
+        try:
+            fd = _durable.open_lock_file(tmp_fd, name, create=False)
+        except StoreError:
+            return False
         if fd is None:
             return False
         try:
@@ -340,28 +429,24 @@ class _Checker:
     # -- unique keys, tmp, workers -------------------------------------------------------
 
     def check_unique_keys(self) -> None:
-        store = self.store
-        for digest in self.entries((_names.UNIQUE,)):
+        for digest in self.entries((_names.UNIQUE,), dirs=True):
             owners = set()
-            with store._open_or_none((_names.UNIQUE, digest)) as fd:
+            with self.tree.open_or_none((_names.UNIQUE, digest)) as fd:
                 if fd is None:
                     continue
-                for gen in _durable.listdir(fd):
-                    owner = store._read_generation(fd, gen) if gen.isdigit() else None
+                for gen in _unique.generations(fd):
+                    owner = _unique.read_generation(fd, gen)
                     if owner is not None:
                         owners.add(owner[0])
-            unfinished = [o for o in owners if self.unfinished(o)]
+            unfinished = sorted(o for o in owners if self.unfinished(o))
             if len(unfinished) > 1:
                 self.report("unique-key", digest, f"unfinished jobs sharing a key: {unfinished}")
 
     def unfinished(self, job_id: str) -> bool:
-        return any(
-            s.where in _LIVE or s.where == JobStatus.HELD.value
-            for s in self.markers.get(job_id, [])
-        )
+        return any(not s.where.is_final for s in self.markers.get(job_id, []))
 
     def check_tmp(self) -> None:
-        tmp_fd = self.store.dirs.cached((_names.TMP,))
+        tmp_fd = self.tree.dirs.cached((_names.TMP,))
         for name in _durable.listdir(tmp_fd):
             if self.alive_in_tmp(tmp_fd, name):
                 continue
@@ -378,27 +463,34 @@ class _Checker:
             self.report("tmp-garbage", f"tmp/{name}", "left by a process that died", removed)
 
     def check_workers(self) -> None:
-        store = self.store
-        wfd = store.dirs.cached((_names.WORKERS,))
         busy = {s.worker for seen in self.markers.values() for s in seen if s.worker}
-        for name in _durable.listdir(wfd):
-            worker, _, kind = name.rpartition(".")
-            if kind != "lock" or worker in busy:
+        for name in self.entries((_names.WORKERS,)):
+            worker, dot, kind = name.rpartition(".")
+            if not dot or kind != "lock" or worker in busy:
                 continue
-            fd = _durable.open_lock_file(wfd, name, create=False)
-            if fd is None:
-                continue
-            try:
-                if not _durable.try_lock(fd):
-                    continue  # alive
-                removed = False
-                if self.repair:
-                    _durable.unlink_quiet(wfd, f"{worker}.hb")
-                    _durable.unlink_quiet(wfd, name)
-                    removed = True
-                self.report("dead-worker", f"workers/{name}", "lock file of a dead worker", removed)
-            finally:
-                os.close(fd)
+            if self.store.worker_alive(worker) is not False:
+                continue  # alive, or not a usable lock file (reported by `entries`)
+            removed = False
+            if self.repair:
+                wfd = self.tree.dirs.cached((_names.WORKERS,))
+                _durable.unlink_quiet(wfd, f"{worker}.hb")
+                _durable.unlink_quiet(wfd, name)
+                removed = True
+            self.report("dead-worker", f"workers/{name}", "lock file of a dead worker", removed)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device"
 
 
 def format_report(report: Report) -> str:

@@ -10,103 +10,26 @@ waiters poll.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime as dt
 import functools
 import heapq
 import os
-import threading
+import types
 import typing
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 from . import _names, tasks
 from ._clock import SYSTEM_CLOCK, Clock
+from ._json import JSON
+from ._wakeups import Waker, io_pool, signals
 from .errors import JobCancelled, JobFailed, JobNotDone, PushError, WaitTimeout
-from .journal import JSON
-from .model import FINAL_DIRS, Event, Job, JobState, JobStatus
+from .model import Job
+from .states import FINAL_DIRS, Event, JobState, JobStatus
 from .store import Store
 
 T = typing.TypeVar("T")
 P = typing.ParamSpec("P")
 R = typing.TypeVar("R")
-
-_io_pool: concurrent.futures.ThreadPoolExecutor | None = None
-_io_pool_lock = threading.Lock()
-
-
-def io_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """The threads that run store operations (separate from the threads of sync tasks)."""
-    global _io_pool
-    with _io_pool_lock:
-        if _io_pool is None:
-            _io_pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=16, thread_name_prefix="fsjobs-io"
-            )
-        return _io_pool
-
-
-class _Signals:
-    """In-process wake-ups, keyed by root: thread-safe, loop-aware."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pushed: dict[str, weakref.WeakSet[_Waker]] = {}
-        self._finished: dict[tuple[str, str], set[_Waker]] = {}
-
-    def on_push(self, root: str, waker: _Waker) -> None:
-        with self._lock:
-            self._pushed.setdefault(root, weakref.WeakSet()).add(waker)
-
-    def pushed(self, root: str) -> None:
-        with self._lock:
-            wakers = list(self._pushed.get(root, ()))
-        for w in wakers:
-            w.wake()
-
-    def wait_finish(self, root: str, job_id: str, waker: _Waker) -> None:
-        with self._lock:
-            self._finished.setdefault((root, job_id), set()).add(waker)
-
-    def stop_waiting(self, root: str, job_id: str, waker: _Waker) -> None:
-        with self._lock:
-            waiters = self._finished.get((root, job_id))
-            if waiters is not None:
-                waiters.discard(waker)
-                if not waiters:
-                    del self._finished[(root, job_id)]
-
-    def finished(self, root: str, job_id: str) -> None:
-        with self._lock:
-            wakers = list(self._finished.get((root, job_id), ()))
-        for w in wakers:
-            w.wake()
-
-
-class _Waker:
-    """An asyncio.Event that any thread may set."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.event = asyncio.Event()
-
-    def wake(self) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.event.set)
-        except RuntimeError:
-            pass  # the loop is closed: nobody is waiting any more
-
-    async def wait(self, timeout: float | None) -> bool:
-        try:
-            async with asyncio.timeout(timeout):
-                await self.event.wait()
-        except TimeoutError:
-            return False
-        self.event.clear()
-        return True
-
-
-signals = _Signals()
 
 
 def _outcome(state: JobState) -> JobState:
@@ -149,6 +72,22 @@ class Queue:
     def close(self) -> None:
         """Release the directory descriptors this queue holds."""
         self.store.close()
+
+    async def __aenter__(self) -> typing.Self:
+        """
+        Set the root up off the event loop (create it and its format file, read
+        the mount table), so that no operation inside blocks the loop on it.
+        """
+        await self.io(self.store.open)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.close()
 
     async def io(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run one store operation in the I/O threads."""
@@ -245,7 +184,7 @@ class Queue:
     ) -> AsyncIterator[JobState]:
         """Yield the job's state each time it changes; ends after a final state."""
         deadline = None if timeout is None else self.clock.monotonic() + timeout
-        waker = _Waker()
+        waker = Waker()
         signals.wait_finish(self.root, job_id, waker)
         delay = 0.01 if interval is None else interval
         last: JobState | None = None

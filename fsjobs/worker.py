@@ -26,13 +26,15 @@ from collections.abc import Sequence
 from . import _ids, _names, tasks
 from ._clock import Clock, to_ms
 from ._inotify import Watcher
+from ._json import dumps
+from ._wakeups import Waker, io_pool, signals
 from .context import Context
 from .doctor import mount_problems
 from .errors import ResultNotSerializable, Retry, StoreFull, UnknownTask
-from .journal import dumps
-from .model import DEFAULT_BACKOFF, MAX_RESULT_BYTES, ErrorInfo, JobStatus, to_json_result
-from .queue import Queue, _Waker, io_pool, signals
-from .store import Claim, Outcome, Store
+from .model import DEFAULT_BACKOFF, MAX_RESULT_BYTES, to_json_result
+from .queue import Queue
+from .states import ErrorInfo
+from .store import Claim, Ending, Outcome, Store
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,15 @@ FULL_PAUSE = 1.0
 #: the longest an idle worker waits between looks at its queues, by filesystem
 IDLE_POLL_LOCAL = 0.5
 IDLE_POLL_NETWORK = 0.1
+
+
+#: Why a claimed job whose last attempt already ran ends failed, by `Claim.exhausted_by`.
+_EXHAUSTED = {
+    "WorkerLost": ErrorInfo("WorkerLost", "the worker running its last attempt died"),
+    "PublishFailed": ErrorInfo(
+        "PublishFailed", "the outcome of its last attempt could not be recorded"
+    ),
+}
 
 
 def _error_info(exc: BaseException) -> ErrorInfo:
@@ -110,7 +121,7 @@ class Worker:
         self._heartbeat: _Heartbeat | None = None
         self._paused_until = -math.inf  # no claims before this (time.monotonic): disk full
         self._stopping = False
-        self._waker: _Waker | None = None
+        self._waker: Waker | None = None
         self.ran = 0
 
     def __repr__(self) -> str:
@@ -147,7 +158,7 @@ class Worker:
         self._threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix=f"fsjobs-task-{self.id}"
         )
-        self._waker = waker = _Waker()
+        self._waker = waker = Waker()
         signals.on_push(self.queue.root, waker)
         lock_fd, hb_fd = await self.queue.io(self.store.register_worker, self.id)
         self._heartbeat = heartbeat = _Heartbeat(self.store, hb_fd, self.lease / 6)
@@ -203,7 +214,7 @@ class Worker:
             self._waker = self._heartbeat = None
 
     @staticmethod
-    def _on_bell(bell: Watcher, waker: _Waker) -> None:
+    def _on_bell(bell: Watcher, waker: Waker) -> None:
         """A job landed in a watched directory (pushed by another process on this host)."""
         bell.drain()
         waker.wake()
@@ -225,7 +236,7 @@ class Worker:
                 return None
         return min(pause + 0.001, self.max_poll_interval)
 
-    async def _wait_for_change(self, waker: _Waker, delay: float) -> None:
+    async def _wait_for_change(self, waker: Waker, delay: float) -> None:
         """Sleep until a job ends, a push in this process wakes us, or `delay` passes."""
         wait_waker = asyncio.ensure_future(waker.wait(delay))
         pending: set[asyncio.Future[typing.Any]] = {wait_waker, *self._running}
@@ -267,7 +278,9 @@ class Worker:
                     return []
                 listing.clear()
                 listing.extend(
-                    await self.queue.io(self.store.head, queue, 2 * self.concurrency + 10)
+                    await self.queue.io(
+                        self.store.promote_and_list, queue, 2 * self.concurrency + 10
+                    )
                 )
                 listed_at[queue] = now
             if listing:
@@ -309,7 +322,7 @@ class Worker:
         claims = hop.result()[0]
         if claims:
             io_pool().submit(
-                self.store.finish_many, [(c, Outcome(JobStatus.PENDING)) for c in claims]
+                self.store.finish_many, [(c, Outcome(Ending.GIVE_BACK)) for c in claims]
             )
 
     async def _check_running(self) -> None:
@@ -406,14 +419,14 @@ class Worker:
             current = asyncio.current_task()
             reason = "shutdown" if current is None else self._stop_reasons.get(current, "shutdown")
             if reason == "fenced":  # the job is someone else's now: write nothing
-                await self.queue.io(self.store.release, claim)
+                await self.queue.io(self.store.close_claim, claim)
                 return
             # Cancelled on request; or the worker is stopping: give the job back
             # without using up an attempt.
-            outcome = Outcome(JobStatus.CANCELLED if reason == "cancel" else JobStatus.PENDING)
+            outcome = Outcome(Ending.CANCELLED if reason == "cancel" else Ending.GIVE_BACK)
         except Exception as exc:  # preparing the attempt failed (e.g. an unreadable upload)
             logger.exception("job %s could not be started", claim.job_id)
-            outcome = self._retry_or_end(claim, exc, JobStatus.FAILED, None)
+            outcome = self._retry_or_end(claim, exc, Ending.FAILED, None)
         self._finishing.add(claim.job_id)
         try:
             await progress.flush()
@@ -423,7 +436,7 @@ class Worker:
             return
         finally:
             self._finishing.discard(claim.job_id)
-        if outcome.status is not JobStatus.PENDING:
+        if outcome.ending is not Ending.GIVE_BACK:
             self.ran += 1
         signals.finished(self.queue.root, claim.job_id)
 
@@ -462,18 +475,16 @@ class Worker:
         job = claim.job
         assert job is not None
         if claim.cancel_requested:
-            return Outcome(JobStatus.CANCELLED)
+            return Outcome(Ending.CANCELLED)
         if not claim.runnable:
-            return Outcome(
-                JobStatus.FAILED,
-                error=ErrorInfo("WorkerLost", "the worker running its last attempt died"),
-            )
+            return Outcome(Ending.FAILED, error=_EXHAUSTED[claim.exhausted_by])
         try:
             task = tasks.lookup(job.func, self.allow_import)
             task.check_kwargs(job.kwargs, uploads=claim.uploads)
         except (UnknownTask, TypeError) as exc:
             logger.error("job %s cannot run: %s", claim.job_id, exc)
-            return Outcome(JobStatus.FAILED, error=_error_info(exc))
+            return Outcome(Ending.FAILED, error=_error_info(exc))
+        stop = threading.Event()
         ctx = Context(
             job_id=claim.job_id,
             attempt=claim.marker.attempt,
@@ -482,6 +493,7 @@ class Worker:
             uploads=await self.queue.io(self.store.upload_paths, claim) if claim.uploads else {},
             output_dir_factory=functools.partial(self.store.output_dir, claim),
             progress_sink=progress.write,
+            cancel_event=stop,
             loop=asyncio.get_running_loop(),
         )
         kwargs: dict[str, typing.Any] = dict(job.kwargs)
@@ -498,16 +510,16 @@ class Worker:
                 async with deadline.scope():
                     value = await task.fn(**kwargs)
             else:
-                value = await self._run_sync(task, kwargs, deadline, ctx)
+                value = await self._run_sync(task, kwargs, deadline, stop)
         except Retry as exc:
-            return self._retry_or_end(claim, exc, JobStatus.FAILED, exc.delay)
+            return self._retry_or_end(claim, exc, Ending.FAILED, exc.delay)
         except TimeoutError as exc:
             if deadline.expired:  # ours, not one the task raised for its own reasons
                 expired = TimeoutError(f"the attempt exceeded its timeout of {timeout} s")
-                return self._retry_or_end(claim, expired, JobStatus.TIMED_OUT, None)
-            return self._retry_or_end(claim, exc, JobStatus.FAILED, None)
+                return self._retry_or_end(claim, expired, Ending.TIMED_OUT, None)
+            return self._retry_or_end(claim, exc, Ending.FAILED, None)
         except Exception as exc:
-            return self._retry_or_end(claim, exc, JobStatus.FAILED, None)
+            return self._retry_or_end(claim, exc, Ending.FAILED, None)
         return self._completed(value)
 
     @staticmethod
@@ -522,19 +534,19 @@ class Worker:
             )
         else:
             if size <= MAX_RESULT_BYTES:
-                return Outcome(JobStatus.COMPLETED, result=result)
+                return Outcome(Ending.COMPLETED, result=result)
             problem = ResultNotSerializable(
                 f"the result is {size} bytes; the limit is {MAX_RESULT_BYTES}: write large "
                 "data to ctx.output_dir instead"
             )
-        return Outcome(JobStatus.FAILED, error=_error_info(problem))
+        return Outcome(Ending.FAILED, error=_error_info(problem))
 
     async def _run_sync(
         self,
         task: tasks.Task[..., typing.Any],
         kwargs: dict[str, typing.Any],
         deadline: _Deadline,
-        ctx: Context,
+        stop: threading.Event,
     ) -> typing.Any:
         loop = asyncio.get_running_loop()
         assert self._threads is not None
@@ -545,13 +557,13 @@ class Worker:
         except (TimeoutError, asyncio.CancelledError):
             # A thread cannot be killed: tell the task (ctx.cancelled) and keep its
             # slot, and the job, until the function returns.
-            ctx._cancel_event.set()
+            stop.set()
             with contextlib.suppress(Exception):
                 await asyncio.shield(future)
             raise
 
     def _retry_or_end(
-        self, claim: Claim, exc: BaseException, final: JobStatus, delay: float | None
+        self, claim: Claim, exc: BaseException, final: Ending, delay: float | None
     ) -> Outcome:
         info = _error_info(exc)
         marker = claim.marker
@@ -568,7 +580,7 @@ class Worker:
                 info.type,
                 delay,
             )
-            return Outcome(JobStatus.RETRYING, error=info, retry_at_ms=retry_at)
+            return Outcome(Ending.RETRY, error=info, retry_at_ms=retry_at)
         logger.warning(
             "job %s %s after %d attempts: %s",
             claim.job_id,

@@ -36,7 +36,7 @@ async def test_every_journal_line_of_a_finished_run_is_json(root: pathlib.Path) 
     ids = [await work.enqueue(n=n) for n in range(12)]
     await queue.cancel(await work.enqueue(n=99))
     await drain(queue, wait_scheduled=True, max_wait=30)
-    segments = sorted(root.glob("jobs/*/*/journal/*.jsonl"))
+    segments = sorted(root.glob("jobs/*/*/*.jsonl"))
     assert len(segments) > len(ids)
     lines = 0
     for segment in segments:

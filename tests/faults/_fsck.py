@@ -93,13 +93,13 @@ def walk(root: pathlib.Path) -> Tree:
     jobs = root / "jobs"
     for jdir in _files(jobs, 1) if jobs.is_dir() else ():
         segs = []
-        for seg in _files(jdir / "journal", 0):
+        for seg in _files(jdir, 0):
             if not (len(seg.name) == 12 and seg.name.endswith(".jsonl") and seg.name[:6].isdigit()):
                 continue  # a segment moved aside (.undone.*) is kept for inspection only
             result = journal.parse(seg.read_bytes())
             rel = seg.relative_to(root)
-            if result.corrupt:
-                tree.problems.append(f"journal damaged before valid records: {rel}: {result}")
+            if result.corrupt or result.unknown:
+                tree.problems.append(f"journal damaged (not a torn tail): {rel}: {result}")
             elif result.problem is not None:
                 tree.torn_tails += 1
             segs.append((int(seg.name[:6]), result))

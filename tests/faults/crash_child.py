@@ -28,10 +28,9 @@ import sys
 import traceback
 import typing
 
-from fsjobs import Job, JobStatus
+from fsjobs import ErrorInfo, Job, JobStatus
 from fsjobs._clock import to_ms
-from fsjobs.model import ErrorInfo
-from fsjobs.store import Outcome, Store
+from fsjobs.store import Ending, Outcome, Store
 
 from ._fsck import patch_targets
 
@@ -111,12 +110,12 @@ def operation(store: Store, cmd: dict[str, typing.Any]) -> typing.Callable[[], d
                 return {"claimed": None}
             if status is JobStatus.RETRYING:
                 outcome = Outcome(
-                    status,
+                    Ending.RETRY,
                     error=ErrorInfo("Boom", "planned failure", ""),
                     retry_at_ms=to_ms(dt.datetime.now(dt.UTC)),
                 )
             else:
-                outcome = Outcome(status, result=cmd["result"])
+                outcome = Outcome(Ending(status.value), result=cmd["result"])
             won = store.finish(claim, outcome)
             return {"claimed": claim.job_id, "won": won}
 
@@ -128,7 +127,7 @@ def operation(store: Store, cmd: dict[str, typing.Any]) -> typing.Callable[[], d
         def claim_finish_many() -> dict[str, object]:
             claims = [store.claim(QUEUE, name, worker) for name in store.ready(QUEUE)]
             won = store.finish_many(
-                [(c, Outcome(JobStatus.COMPLETED, result=cmd["result"])) for c in claims if c]
+                [(c, Outcome(Ending.COMPLETED, result=cmd["result"])) for c in claims if c]
             )
             return {"claimed": sorted(c.job_id for c in claims if c), "won": won}
 

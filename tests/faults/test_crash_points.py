@@ -31,9 +31,8 @@ import attrs
 import pytest
 
 import fsjobs
-from fsjobs import JobStatus
-from fsjobs.model import ErrorInfo
-from fsjobs.store import Outcome, Store
+from fsjobs import ErrorInfo, JobStatus
+from fsjobs.store import Ending, Outcome, Store
 from fsjobs.testing import drain
 
 from . import crash_child
@@ -131,7 +130,7 @@ def _key_owner_completed(store: Store) -> Setup:
     (path,) = store.ready(QUEUE)
     claim = store.claim(QUEUE, path, "setup-worker")
     assert claim is not None
-    assert store.finish(claim, Outcome(JobStatus.COMPLETED, result=0))
+    assert store.finish(claim, Outcome(Ending.COMPLETED, result=0))
     return Setup(acked=[owner], owner=owner)
 
 
@@ -151,7 +150,7 @@ def _running_on_dead_worker(store: Store) -> Setup:
     (path,) = store.ready(QUEUE)
     claim = store.claim(QUEUE, path, "dead-worker")
     assert claim is not None
-    store.release(claim)
+    store.close_claim(claim)
     return Setup(acked=[job_id], target=job_id)
 
 
@@ -167,7 +166,7 @@ def _failed(store: Store) -> Setup:
     claim = store.claim(QUEUE, path, "setup-worker")
     assert claim is not None
     error = ErrorInfo("Boom", "planned", "")
-    assert store.finish(claim, Outcome(JobStatus.FAILED, error=error))
+    assert store.finish(claim, Outcome(Ending.FAILED, error=error))
     return Setup(acked=[job_id], target=job_id)
 
 

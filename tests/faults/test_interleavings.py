@@ -1,15 +1,19 @@
 """
 Deterministic interleavings found by the torture test (T1), replayed at one syscall.
 
-A rival worker is run at an exact point of a push: right after the pusher closes the
-marker it created with ``O_EXCL`` in ``pending/`` (its commit point), the rival claims
-and completes the job and then lists the queue head twice, which removes the emptied
-second bucket and then its hour directory. That is what three workers polling every
-10 ms do to a pusher whose thread is descheduled for a few milliseconds.
+A rival worker is run at an exact point of a push: right after the pusher links the
+marker into ``pending/`` (its commit point), the rival claims and completes the job and
+then lists the queue head twice, which removes the emptied second bucket and then its
+hour directory. That is what three workers polling every 10 ms do to a pusher whose
+thread is descheduled for a few milliseconds. Workers leave a bucket alone until its time
+is `BUCKET_GRACE_MS` past, so the rival's clock runs a minute ahead (another host whose
+clock is off): the race must still be survived when it does happen, and the test checks
+that it happened.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import pathlib
 import typing
@@ -20,7 +24,8 @@ import pytest
 import fsjobs
 from fsjobs import JobStatus
 from fsjobs._names import Marker
-from fsjobs.store import Outcome, Store
+from fsjobs.store import Ending, Outcome, Store
+from fsjobs.testing import FakeClock
 
 from ._fsck import check
 
@@ -31,42 +36,41 @@ FUNC = "tests.faults.test_interleavings.nothing"
 
 
 class AfterCommit:
-    """Run `rival` once, right after the close of each new pending marker's descriptor."""
+    """Run `rival` once right after each ``link`` that publishes a marker; count its rmdirs."""
 
     def __init__(self, rival: Callable[[], None]) -> None:
         self.rival = rival
-        self.markers: set[int] = set()
         self.ran = 0
-        self.open, self.close = os.open, os.close
+        self.removed: list[str] = []
+        self.link, self.rmdir = os.link, os.rmdir
 
-    def _open(self, path: typing.Any, flags: int, *args: typing.Any, **kwargs: typing.Any) -> int:
-        fd = self.open(path, flags, *args, **kwargs)
-        if flags & os.O_EXCL and isinstance(path, str):
-            try:
-                Marker.parse(path)
-            except ValueError:
-                return fd
-            self.markers.add(fd)
-        return fd
+    def _link(
+        self, src: typing.Any, dst: typing.Any, *args: typing.Any, **kwargs: typing.Any
+    ) -> None:
+        self.link(src, dst, *args, **kwargs)
+        try:
+            Marker.parse(dst)
+        except (TypeError, ValueError):
+            return
+        self.ran += 1
+        self.rival()
 
-    def _close(self, fd: int) -> None:
-        self.close(fd)
-        if fd in self.markers:
-            self.markers.discard(fd)
-            self.ran += 1
-            self.rival()
+    def _rmdir(self, path: typing.Any, *args: typing.Any, **kwargs: typing.Any) -> None:
+        self.rmdir(path, *args, **kwargs)
+        self.removed.append(str(path))
 
     def __enter__(self) -> AfterCommit:
-        os.open, os.close = self._open, self._close  # type: ignore[assignment]
+        os.link, os.rmdir = self._link, self._rmdir  # type: ignore[assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        os.open, os.close = self.open, self.close  # type: ignore[assignment]
+        os.link, os.rmdir = self.link, self.rmdir  # type: ignore[assignment]
 
 
 @pytest.fixture
 def stores(root: pathlib.Path) -> Iterator[tuple[Store, Store]]:
-    pusher, rival = Store(root, staleness=0), Store(root, staleness=0)
+    ahead = FakeClock(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1))
+    pusher, rival = Store(root, staleness=0), Store(root, staleness=0, clock=ahead)
     try:
         yield pusher, rival
     finally:
@@ -79,7 +83,7 @@ def _claim_complete_and_prune(rival: Store) -> Callable[[], None]:
         for path in rival.ready(Q):
             claim = rival.claim(Q, path, "rival-worker")
             assert claim is not None
-            assert rival.finish(claim, Outcome(JobStatus.COMPLETED, result=None))
+            assert rival.finish(claim, Outcome(Ending.COMPLETED, result=None))
         rival.ready(Q)  # removes the emptied second bucket
         rival.ready(Q)  # and then the emptied hour directory
 
@@ -102,6 +106,7 @@ def test_a_push_whose_job_is_claimed_at_once_still_returns_its_ids(
                 "committed (and was even run), yet the caller is told the push failed"
             )
     assert hook.ran == batch
+    assert hook.removed, "the rival never removed a bucket: the race was not replayed"
     assert ids == published
     for job_id in ids:
         assert pusher.get(job_id).status is JobStatus.COMPLETED

@@ -34,10 +34,9 @@ import attrs
 import pytest
 
 import fsjobs
-from fsjobs import JobStatus
+from fsjobs import ErrorInfo, JobStatus
 from fsjobs._clock import to_ms
-from fsjobs.model import ErrorInfo
-from fsjobs.store import Claim, Outcome, Store
+from fsjobs.store import Claim, Ending, Outcome, Store
 
 from ._fsck import check, patch_targets, repair, report, walk
 
@@ -239,10 +238,12 @@ class FinishOp:
         assert run.claim is not None and run.target is not None
         if self.status is JobStatus.RETRYING:
             outcome = Outcome(
-                self.status, error=ErrorInfo("Boom", "planned", ""), retry_at_ms=_retry_now()
+                Ending(self.status.value),
+                error=ErrorInfo("Boom", "planned", ""),
+                retry_at_ms=_retry_now(),
             )
         else:
-            outcome = Outcome(self.status, result={"n": 100})
+            outcome = Outcome(Ending(self.status.value), result={"n": 100})
         run.returned = won = store.finish(run.claim, outcome)
         if won:
             run.expect = {run.target: self.status}
@@ -260,7 +261,7 @@ class FinishManyOp:
         return Run(acked=ids, claims=[c for c in claims if c])
 
     def call(self, store: Store, run: Run) -> None:
-        items = [(c, Outcome(JobStatus.COMPLETED, result={"n": 100})) for c in run.claims]
+        items = [(c, Outcome(Ending.COMPLETED, result={"n": 100})) for c in run.claims]
         run.returned = results = store.finish_many(items)
         run.expect = {
             c.job_id: JobStatus.COMPLETED
@@ -277,7 +278,7 @@ class RescueOp:
         (path,) = store.ready(Q)
         claim = store.claim(Q, path, "dead-worker")  # never held its lock: dead
         assert claim is not None
-        store.release(claim)
+        store.close_claim(claim)
         return Run(acked=[job_id], target=job_id)
 
     def call(self, store: Store, run: Run) -> None:
@@ -328,7 +329,7 @@ def _failed(store: Store) -> Run:
     (path,) = store.ready(Q)
     claim = store.claim(Q, path, "setup-worker")
     assert claim is not None
-    assert store.finish(claim, Outcome(JobStatus.FAILED, error=ErrorInfo("Boom", "", "")))
+    assert store.finish(claim, Outcome(Ending.FAILED, error=ErrorInfo("Boom", "", "")))
     return Run(acked=[job_id], target=job_id)
 
 
@@ -393,11 +394,11 @@ def _drain(store: Store) -> None:
             if claim is None:
                 continue
             if claim.cancel_requested:
-                store.finish(claim, Outcome(JobStatus.CANCELLED))
+                store.finish(claim, Outcome(Ending.CANCELLED))
             elif claim.runnable:
-                store.finish(claim, Outcome(JobStatus.COMPLETED, result=None))
+                store.finish(claim, Outcome(Ending.COMPLETED, result=None))
             else:
-                store.finish(claim, Outcome(JobStatus.FAILED, error=ErrorInfo("WorkerLost", "")))
+                store.finish(claim, Outcome(Ending.FAILED, error=ErrorInfo("WorkerLost", "")))
 
 
 @attrs.define
@@ -463,7 +464,7 @@ def run_point(root: pathlib.Path, op: Op, kind: Kind, mode: str, k: int, tally: 
             isinstance(op, ClaimOp)
             and run.claim is not None
             and not run.claim.closed
-            and not store.finish(run.claim, Outcome(JobStatus.COMPLETED, result=None))
+            and not store.finish(run.claim, Outcome(Ending.COMPLETED, result=None))
         ):
             problems.append("finishing the faulted claim found it fenced")
         problems += [f"after the fault: {p}" for p in check(root, acked)]

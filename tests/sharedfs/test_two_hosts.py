@@ -35,9 +35,8 @@ import pytest
 import pytest_asyncio
 
 import fsjobs
-from fsjobs import Job, JobStatus
+from fsjobs import Event, Job, JobStatus
 from fsjobs.journal import RecordType
-from fsjobs.model import Event
 from fsjobs.store import Store
 from tests.faults import test_kill9_torture as t1
 from tests.faults._fsck import check, published_completions, repair, walk

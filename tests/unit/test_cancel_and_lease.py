@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 import fsjobs
-from fsjobs.store import Outcome, Store
+from fsjobs.store import Ending, Outcome, Store
 from fsjobs.testing import FakeClock
 
 HANG_GUARD = 60
@@ -154,7 +154,7 @@ async def test_a_cancel_request_survives_the_death_of_the_worker(root: pathlib.P
     assert await queue.cancel(job_id, timeout=0.05) is False  # still running: request stands
     os.close(lock_fd)  # the worker dies: the kernel drops its lock
     os.close(hb_fd)
-    store.release(claim)
+    store.close_claim(claim)
 
     await fsjobs.Worker(queue, handle_signals=False).run_until_empty()
     assert ran == []
@@ -183,7 +183,7 @@ def test_a_silent_heartbeat_is_rescued_after_the_lease_and_fenced(root: pathlib.
     clock.advance(2)
     assert [claim.job_id] == rescuer.rescue("default", "rescuer-1", lease=10)
 
-    assert store.finish(claim, Outcome(fsjobs.JobStatus.COMPLETED, result="late")) is False
+    assert store.finish(claim, Outcome(Ending.COMPLETED, result="late")) is False
     state = store.get(claim.job_id)
     assert (state.status, state.result) == (fsjobs.JobStatus.PENDING, None)
     os.close(lock_fd)

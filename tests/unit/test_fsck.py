@@ -12,7 +12,7 @@ import pytest
 import fsjobs
 from fsjobs import JobStatus, _ids, _names
 from fsjobs.fsck import fsck
-from fsjobs.store import Outcome, Store
+from fsjobs.store import Ending, Outcome, Store
 
 OLD = time.time() - 2 * 3600
 
@@ -49,12 +49,12 @@ def test_a_busy_but_healthy_root_is_clean(store: Store) -> None:
     first = store.claim("default", store.ready("default")[0], "w-1")
     second = store.claim("default", store.ready("default")[0], "w-1")
     assert first is not None and second is not None
-    store.finish(first, Outcome(JobStatus.COMPLETED, result=1))
+    store.finish(first, Outcome(Ending.COMPLETED, result=1))
     report = fsck(store, repair=True)
     assert report.problems == ()
     assert report.ok
     assert (report.jobs, report.markers) == (4, 4)
-    store.release(second)
+    store.close_claim(second)
     store.unregister_worker("w-1", lock, hb)
 
 
@@ -64,7 +64,7 @@ def test_a_dead_workers_job_is_rescued(store: Store) -> None:
     lock, hb = store.register_worker("w-dead")
     claim = store.claim("default", store.ready("default")[0], "w-dead")
     assert claim is not None
-    store.release(claim)
+    store.close_claim(claim)
     os.close(lock)
     os.close(hb)
     report = fsck(store, repair=True)
@@ -76,7 +76,7 @@ def test_a_dead_workers_job_is_rescued(store: Store) -> None:
 def test_a_torn_journal_tail_is_cut_off(root: pathlib.Path, store: Store) -> None:
     """Half a line at the end of a segment is reported; repair truncates it to the valid prefix."""
     (job_id,) = push(store)
-    (segment,) = root.glob(f"jobs/*/{job_id}/journal/000000.jsonl")
+    (segment,) = root.glob(f"jobs/*/{job_id}/000000.jsonl")
     good = segment.read_bytes()
     segment.write_bytes(good + b'{"crc":"0000')
     assert kinds(fsck(store)) == {"journal-tail": False}
@@ -93,8 +93,8 @@ def test_damage_in_the_middle_of_a_journal_is_reported_not_touched(
     lock, hb = store.register_worker("w-1")
     claim = store.claim("default", store.ready("default")[0], "w-1")
     assert claim is not None
-    store.finish(claim, Outcome(JobStatus.COMPLETED))
-    (segment,) = root.glob(f"jobs/*/{job_id}/journal/000001.jsonl")
+    store.finish(claim, Outcome(Ending.COMPLETED))
+    (segment,) = root.glob(f"jobs/*/{job_id}/000001.jsonl")
     lines = segment.read_bytes().split(b"\n")
     damaged = b"\n".join([lines[0][:-3] + b"xyz", *lines[1:]])
     segment.write_bytes(damaged)
@@ -109,7 +109,7 @@ def test_a_job_in_two_states_is_reported(root: pathlib.Path, store: Store) -> No
     """A marker copied into a second state directory violates 'one state per job'."""
     (job_id,) = push(store)
     (marker,) = root.glob(f"queues/default/pending/*/*/*/*{job_id}*")
-    day = root / "queues/default/completed/2026-01-01"
+    day = root / "queues/default/completed" / _names.day_of(job_id)
     day.mkdir(parents=True)
     shutil.copy(marker, day / job_id)
     report = fsck(store, repair=True)
@@ -121,7 +121,7 @@ def test_leftovers_of_dead_processes_are_collected_after_the_horizon(
 ) -> None:
     """An old unpublished job folder, an old staging file and a dead worker's lock go away."""
     old_id = old_job_id()
-    folder = root / "jobs" / old_id[-2:] / old_id / "journal"
+    folder = root / "jobs" / old_id[-2:] / old_id
     folder.mkdir(parents=True)
     (folder / "000000.jsonl").write_bytes(b"")
     (root / "tmp").mkdir(exist_ok=True)

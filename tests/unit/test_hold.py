@@ -88,5 +88,5 @@ async def test_running_and_final_jobs_cannot_be_held(root: pathlib.Path) -> None
     claim = store.claim("default", store.ready("default")[0], "holder-1")
     assert claim is not None and claim.job_id == running
     assert await queue.hold(running) is False
-    store.release(claim)
+    store.close_claim(claim)
     store.unregister_worker("holder-1", lock_fd, hb_fd)

@@ -44,7 +44,7 @@ hostile_segments = st.one_of(
 
 def plant(root: pathlib.Path, job_id: str, content: bytes | str) -> None:
     """Replace segment 0 of a job with `content`: bytes, 'symlink', 'directory' or 'missing'."""
-    (segment,) = root.glob(f"jobs/*/{job_id}/journal/000000.jsonl")
+    (segment,) = root.glob(f"jobs/*/{job_id}/000000.jsonl")
     segment.unlink()
     if content == "symlink":
         segment.symlink_to(root.parent / "victim.txt")

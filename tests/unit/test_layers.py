@@ -1,4 +1,11 @@
-"""The module layout of DESIGN.md §8: imports point one way, and only the store touches files."""
+"""
+The module layout of DESIGN.md §8 and §9.1: imports point one way, and only the
+store's modules touch files.
+
+Every module has a rank; it may import only modules of a lower rank. A loop, or
+an import that points up, fails here; so does a module that reaches into
+another's private names.
+"""
 
 from __future__ import annotations
 
@@ -9,102 +16,134 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "fsjobs"
 
-#: What each module may import from fsjobs. Lower layers never import higher ones.
-ALLOWED: dict[str, set[str]] = {
-    "errors": {"model"},  # for type checking only (the JobState carried by JobFailed)
-    "_clock": set(),
-    "_ids": set(),
-    "_names": {"_ids", "errors"},
-    "journal": {"errors"},
-    "model": {"_names", "errors", "journal"},
-    "context": set(),
-    "_durable": {"errors"},
-    "_inotify": set(),
-    "_paths": {"_durable", "errors"},
-    "_state": {"_ids", "_names", "_clock", "journal", "model"},
-    "store": {
-        "_durable",
-        "_ids",
-        "_inotify",
-        "_names",
-        "_clock",
-        "_paths",
-        "_state",
-        "errors",
-        "journal",
-        "model",
-    },
-    "tasks": {"_names", "context", "errors", "journal", "model", "queue"},
-    "queue": {"_names", "tasks", "_clock", "errors", "journal", "model", "store"},
-    "worker": {
-        "_ids",
-        "_inotify",
-        "doctor",
-        "_names",
-        "tasks",
-        "_clock",
-        "context",
-        "errors",
-        "journal",
-        "model",
-        "queue",
-        "store",
-    },
-    "doctor": {"_paths", "store"},
-    "fsck": {"_durable", "_ids", "_names", "_paths", "journal", "model", "store"},
-    "testing": {"queue", "worker"},
-    "_demo": {"context", "queue", "worker"},
-    "cli": {
-        "__init__",
-        "_clock",
-        "_demo",
-        "doctor",
-        "errors",
-        "fsck",
-        "journal",
-        "model",
-        "queue",
-        "worker",
-    },
-    "__main__": {"cli"},
-    "__init__": {"context", "errors", "model", "queue", "tasks", "worker"},
+#: Lower layers never import higher ones. Modules of one rank never import each other.
+RANKS: dict[str, int] = {
+    # pure foundations: no fsjobs imports
+    "_clock": 0,
+    "_ids": 0,
+    "_json": 0,
+    "_inotify": 0,
+    "context": 0,
+    "_wakeups": 0,
+    # what a job is
+    "states": 1,
+    "errors": 2,
+    "_names": 3,
+    "journal": 3,
+    "_durable": 3,
+    "model": 4,
+    "_paths": 4,
+    "_transitions": 5,
+    "_state": 6,
+    "_format": 6,
+    # the store: the tree, then one module per protocol step, then its front
+    "_tree": 7,
+    "_read": 8,
+    "_claim": 9,
+    "_liveness": 9,
+    "_unique": 9,
+    "_finish": 10,
+    "_operate": 10,
+    "_push": 10,
+    "store": 11,
+    "fsck": 12,
+    "doctor": 12,
+    # the async API on top
+    "tasks": 13,
+    "queue": 14,
+    "worker": 15,
+    "testing": 16,
+    "_demo": 16,
+    "cli": 17,
+    "__init__": 18,
+    "__main__": 19,
 }
 #: The only modules that may open, rename, create or remove files.
-FILE_MODULES = {"store", "fsck", "_durable", "_paths"}
+FILE_MODULES = {
+    "_durable",
+    "_paths",
+    "_format",
+    "_tree",
+    "_read",
+    "_claim",
+    "_liveness",
+    "_unique",
+    "_finish",
+    "_operate",
+    "_push",
+    "store",
+    "fsck",
+}
 # fmt: off
 OS_FILE_CALLS = {"open", "rename", "replace", "mkdir", "makedirs", "unlink", "remove", "rmdir",
                  "link", "symlink", "listdir", "scandir", "truncate", "ftruncate", "fsync"}
 PATH_FILE_CALLS = {"read_bytes", "read_text", "write_bytes", "write_text", "touch", "unlink",
                    "rmdir", "mkdir", "open"}
 # fmt: on
-
-
-def fsjobs_imports(tree: ast.Module) -> set[str]:
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:  # from . import x: a module, or a name from the package itself
-                found.update(a.name if a.name in ALLOWED else "__init__" for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fsjobs"):
-            found.add(node.module.split(".")[1] if "." in node.module else "__init__")
-    return found
-
-
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py"))
 
 
-def test_every_module_is_in_the_layer_table() -> None:
+def fsjobs_imports(tree: ast.Module) -> dict[str, set[str]]:
+    """The fsjobs modules a module imports, each with the names it takes from it."""
+    found: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.setdefault(node.module.split(".")[0], set()).update(
+                    a.name for a in node.names
+                )
+            else:  # from . import x: a module, or a name from the package itself
+                for alias in node.names:
+                    module = alias.name if alias.name in RANKS else "__init__"
+                    found.setdefault(module, set())
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fsjobs"):
+            module = node.module.split(".")[1] if "." in node.module else "__init__"
+            found.setdefault(module, set()).update(a.name for a in node.names)
+    return found
+
+
+def test_every_module_has_a_rank() -> None:
     """A new module must declare where it sits before it can import anything."""
-    assert set(MODULES) == set(ALLOWED)
+    assert set(MODULES) == set(RANKS)
 
 
 @pytest.mark.parametrize("module", MODULES)
-def test_imports_point_one_way(module: str) -> None:
-    """Each module imports only the fsjobs modules below it."""
+def test_imports_point_down(module: str) -> None:
+    """Each module imports only fsjobs modules of a lower rank: no loop can form."""
     tree = ast.parse((PACKAGE / f"{module}.py").read_text())
-    assert fsjobs_imports(tree) <= ALLOWED[module]
+    upward = {m for m in fsjobs_imports(tree) if RANKS[m] >= RANKS[module]}
+    assert not upward, f"{module} (rank {RANKS[module]}) imports {sorted(upward)}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_no_module_takes_another_modules_private_names(module: str) -> None:
+    """``from .x import _name`` and ``x._name`` reach into another module's insides."""
+    source = (PACKAGE / f"{module}.py").read_text()
+    tree = ast.parse(source)
+    private = sorted(
+        f"{m}.{name}"
+        for m, names in fsjobs_imports(tree).items()
+        for name in names
+        if name.startswith("_") and not name.startswith("__")
+    )
+    imported_modules = {m for m in fsjobs_imports(tree) if m in RANKS}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in imported_modules
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            private.append(f"{node.value.id}.{node.attr}")
+    assert not private, f"{module} uses private names of other modules: {private}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_no_module_is_too_long_to_read(module: str) -> None:
+    """About 500 lines at most: a newcomer reads a module at once."""
+    lines = len((PACKAGE / f"{module}.py").read_text().splitlines())
+    assert lines <= 520, f"{module}.py has {lines} lines"
 
 
 @pytest.mark.parametrize("module", sorted(set(MODULES) - FILE_MODULES))
@@ -123,3 +162,11 @@ def test_only_the_store_touches_files(module: str) -> None:
             if (is_os and func.attr in OS_FILE_CALLS) or func.attr in PATH_FILE_CALLS:
                 offending.append(ast.unparse(func))
     assert not offending, f"{module} touches files: {offending}"
+
+
+def test_the_rank_check_catches_a_loop(tmp_path: pathlib.Path) -> None:
+    """The check itself: a module importing one of its own rank or above fails it."""
+    tree = ast.parse("from .queue import Queue\nfrom . import _tree\n")
+    imports = fsjobs_imports(tree)
+    assert {m for m in imports if RANKS[m] >= RANKS["tasks"]} == {"queue"}
+    assert "_Waker" in next(iter(fsjobs_imports(ast.parse("from .queue import _Waker\n")).values()))

@@ -44,7 +44,7 @@ def _drain(store: Store) -> list[str]:
         claim = store.claim(Q, paths[0], "w1")
         assert claim is not None
         order.append(claim.job_id)
-        store.release(claim)
+        store.close_claim(claim)
     return order
 
 

@@ -46,7 +46,7 @@ async def test_a_failed_job_runs_again_with_one_more_attempt(root: pathlib.Path)
         "second time",
         None,
     )
-    segments = sorted(p.name for p in root.glob(f"jobs/*/{job_id}/journal/*.jsonl"))
+    segments = sorted(p.name for p in root.glob(f"jobs/*/{job_id}/*.jsonl"))
     assert segments == ["000000.jsonl", "000001.jsonl", "000002.jsonl", "000003.jsonl"]
 
     history = await queue.history(job_id)
@@ -105,7 +105,7 @@ async def test_a_cancelled_job_can_be_retried_and_its_old_request_does_not_stop_
     claim = store.claim("default", store.ready("default")[0], "owner-1")
     assert claim is not None
     assert await queue.cancel(job_id, timeout=0.01) is False  # running: a request is left
-    store.finish(claim, fsjobs.store.Outcome(JobStatus.CANCELLED))
+    store.finish(claim, fsjobs.store.Outcome(fsjobs.store.Ending.CANCELLED))
     store.unregister_worker("owner-1", lock_fd, hb_fd)
     assert (await queue.get(job_id)).status is JobStatus.CANCELLED
 

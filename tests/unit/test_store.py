@@ -14,10 +14,18 @@ from collections.abc import Callable, Iterator, Sequence
 import pytest
 
 import fsjobs
-from fsjobs import FormatError, InvalidJob, Job, JobNotFound, JobStatus, StoreError, journal
+from fsjobs import (
+    ErrorInfo,
+    FormatError,
+    InvalidJob,
+    Job,
+    JobNotFound,
+    JobStatus,
+    StoreError,
+    journal,
+)
 from fsjobs._names import Marker
-from fsjobs.model import ErrorInfo
-from fsjobs.store import Claim, Outcome, Store
+from fsjobs.store import Claim, Ending, Outcome, Store
 from fsjobs.testing import FakeClock
 
 Q = "default"
@@ -80,23 +88,76 @@ def ready_ids(store: Store, queue: str = Q) -> list[str]:
 
 
 def test_fresh_root_gets_format_marker(root: pathlib.Path) -> None:
-    """A new root is stamped with fsjobs.json {"format": 1}."""
-    Store(root).close()
-    assert json.loads((root / "fsjobs.json").read_text()) == {"format": 1}
+    """The first write stamps a new root with fsjobs.json: format 2, no features yet."""
+    store = Store(root)
+    assert not (root / "fsjobs.json").exists()  # the constructor does no I/O
+    store.push_many([(Job(func=FUNC), Q)])
+    store.close()
+    assert json.loads((root / "fsjobs.json").read_text()) == {"format": 2, "features": []}
     Store(root).close()  # and a stamped root opens again
+
+
+def test_reading_a_missing_root_creates_nothing(tmp_path: pathlib.Path) -> None:
+    """Reads of a mistyped root find nothing and leave no directory behind."""
+    missing = tmp_path / "typo"
+    store = Store(missing)
+    assert store.queues() == [] and store.ready(Q) == [] and store.workers_alive() == 0
+    assert store.counts(Q) == dict.fromkeys(JobStatus, 0)
+    with pytest.raises(JobNotFound):
+        store.get("01m8r4rpm0000098cmc92y")
+    store.close()
+    assert not missing.exists()
 
 
 @pytest.mark.parametrize(
     "content",
-    ['{"format": 2}', '{"format": "1"}', "{}", "[]", "garbage", '{"format": 1, '],
+    ['{"format": 3}', '{"format": "2"}', "{}", "[]", "garbage", '{"format": 2, '],
     ids=repr,
 )
 def test_unknown_or_damaged_format_is_refused(root: pathlib.Path, content: str) -> None:
-    """A root whose fsjobs.json is not format 1 raises FormatError (a StoreError)."""
+    """A root whose fsjobs.json is not format 2 raises FormatError (a StoreError) at first use."""
     (root / "fsjobs.json").write_text(content)
+    store = Store(root)
     with pytest.raises(FormatError):
-        Store(root)
+        store.push_many([(Job(func=FUNC), Q)])
+    with pytest.raises(FormatError):
+        store.get("01m8r4rpm0000098cmc92y")
     assert (root / "fsjobs.json").read_text() == content
+
+
+def test_a_format_1_root_names_fsjobs_migrate(root: pathlib.Path) -> None:
+    """A format-1 root is refused with an error that says how to convert it."""
+    (root / "fsjobs.json").write_text('{"format":1}\n')
+    with pytest.raises(FormatError, match=r"fsjobs --root .* migrate"):
+        Store(root).push_many([(Job(func=FUNC), Q)])
+
+
+def test_an_unknown_feature_makes_the_root_read_only(root: pathlib.Path) -> None:
+    """A root using a feature this fsjobs does not know refuses writes, naming it; reads work."""
+    store = Store(root, staleness=0)
+    job_id = push(store, Job(func=FUNC))
+    store.close()
+    (root / "fsjobs.json").write_text('{"format": 2, "features": ["teleport@9.1"]}\n')
+    store = Store(root, staleness=0)
+    try:
+        assert store.get(job_id).status is JobStatus.PENDING
+        with pytest.raises(FormatError, match=r"'teleport' \(fsjobs 9\.1 or later\)"):
+            store.push_many([(Job(func=FUNC), Q)])
+        with pytest.raises(FormatError, match="teleport"):
+            store.cancel(job_id)
+        assert store.rescue(Q, "w1") == [] and store.promote(Q) == 0
+    finally:
+        store.close()
+
+
+def test_a_known_feature_is_recorded_once(root: pathlib.Path) -> None:
+    """add_feature writes name@version into fsjobs.json under its lock, and only once."""
+    store = Store(root)
+    store.add_feature("periodic")
+    store.add_feature("periodic")
+    store.close()
+    body = json.loads((root / "fsjobs.json").read_text())
+    assert body == {"format": 2, "features": ["periodic@0.2"]}
 
 
 # -- push ------------------------------------------------------------------------------
@@ -114,7 +175,7 @@ def test_push_creates_one_marker_and_a_readable_journal(
     marker = Marker.parse(markers[0].name)
     assert (marker.job_id, marker.priority, marker.epoch, marker.attempt) == (job_id, -3, 0, 0)
     assert marker.max_attempts == 4
-    segment = root / "jobs" / job_id[-2:] / job_id / "journal" / "000000.jsonl"
+    segment = root / "jobs" / job_id[-2:] / job_id / "000000.jsonl"
     result = journal.parse(segment.read_bytes())
     assert result.problem is None
     (pushed,) = result.records
@@ -211,7 +272,7 @@ def test_uploads_are_stored_with_the_job(
         assert all(root in p.parents for p in paths.values())
         assert claim.job_id == job_id
     finally:
-        store.release(claim)
+        store.close_claim(claim)
 
 
 # -- ordering -----------------------------------------------------------------------------
@@ -330,7 +391,7 @@ def test_unique_key_held_while_scheduled_running_and_retrying(
     claim = claim_next(store)
     assert push(store, job) == first
     retry_at = int((clock.now() + dt.timedelta(seconds=30)).timestamp() * 1000)
-    assert store.finish(claim, Outcome(JobStatus.RETRYING, retry_at_ms=retry_at))
+    assert store.finish(claim, Outcome(Ending.RETRY, retry_at_ms=retry_at))
     assert store.get(first).status is JobStatus.RETRYING
     assert push(store, job) == first
 
@@ -344,7 +405,7 @@ def test_unique_key_is_free_after_the_job_is_final(store: Store, status: JobStat
     first = push(store, Job(func=FUNC, unique_key="k"))
     claim = claim_next(store)
     error = None if status is JobStatus.COMPLETED else ErrorInfo("E", "m")
-    assert store.finish(claim, Outcome(status, result=1, error=error))
+    assert store.finish(claim, Outcome(Ending(status.value), result=1, error=error))
     assert store.get(first).status is status
     second = push(store, Job(func=FUNC, unique_key="k"))
     assert second != first
@@ -402,7 +463,7 @@ def test_claim_is_exclusive(store: Store, root: pathlib.Path) -> None:
         assert (state.status, state.attempts, state.worker) == (JobStatus.RUNNING, 1, "w1")
         assert [m.job_id for m, w in store.running(Q)] == [job_id]
     finally:
-        store.release(first)
+        store.close_claim(first)
 
 
 def test_claim_ignores_foreign_names(store: Store) -> None:
@@ -414,7 +475,7 @@ def test_finish_completed_publishes_the_result(store: Store, root: pathlib.Path)
     """A completed attempt moves the job to completed/<day>/<id> with its result and timings."""
     job_id = push(store, Job(func=FUNC))
     claim = claim_next(store)
-    assert store.finish(claim, Outcome(JobStatus.COMPLETED, result={"ok": [1, 2]}))
+    assert store.finish(claim, Outcome(Ending.COMPLETED, result={"ok": [1, 2]}))
     state = store.get(job_id)
     assert state.status is JobStatus.COMPLETED
     assert state.is_done
@@ -431,7 +492,7 @@ def test_large_result_reads_back(store: Store) -> None:
     job_id = push(store, Job(func=FUNC))
     claim = claim_next(store)
     big = ["x" * 1000] * 200
-    assert store.finish(claim, Outcome(JobStatus.COMPLETED, result=big))
+    assert store.finish(claim, Outcome(Ending.COMPLETED, result=big))
     assert store.get(job_id).result == big
 
 
@@ -440,7 +501,7 @@ def test_finish_failed_keeps_the_error(store: Store) -> None:
     job_id = push(store, Job(func=FUNC))
     claim = claim_next(store)
     error = ErrorInfo("ValueError", "bad input", "Traceback ...")
-    assert store.finish(claim, Outcome(JobStatus.FAILED, error=error))
+    assert store.finish(claim, Outcome(Ending.FAILED, error=error))
     state = store.get(job_id)
     assert (state.status, state.error, state.result) == (JobStatus.FAILED, error, None)
 
@@ -449,8 +510,8 @@ def test_finished_claim_cannot_finish_again(store: Store) -> None:
     """finish() on a claim that already finished returns False and changes nothing."""
     job_id = push(store, Job(func=FUNC))
     claim = claim_next(store)
-    assert store.finish(claim, Outcome(JobStatus.COMPLETED, result=1))
-    assert not store.finish(claim, Outcome(JobStatus.FAILED, error=ErrorInfo("E", "m")))
+    assert store.finish(claim, Outcome(Ending.COMPLETED, result=1))
+    assert not store.finish(claim, Outcome(Ending.FAILED, error=ErrorInfo("E", "m")))
     assert store.get(job_id).status is JobStatus.COMPLETED
 
 
@@ -458,14 +519,14 @@ def test_released_job_does_not_use_an_attempt(store: Store) -> None:
     """A claim given back (worker stopping) returns the job to pending with its attempt restored."""
     job_id = push(store, Job(func=FUNC, max_attempts=2))
     claim = claim_next(store)
-    assert store.finish(claim, Outcome(JobStatus.PENDING))
+    assert store.finish(claim, Outcome(Ending.GIVE_BACK))
     state = store.get(job_id)
     assert (state.status, state.attempts) == (JobStatus.PENDING, 0)
     again = claim_next(store)
     try:
         assert again.marker.attempt == 1
     finally:
-        store.release(again)
+        store.close_claim(again)
 
 
 def test_retrying_job_waits_then_runs_its_next_attempt(store: Store, clock: FakeClock) -> None:
@@ -474,7 +535,7 @@ def test_retrying_job_waits_then_runs_its_next_attempt(store: Store, clock: Fake
     claim = claim_next(store)
     retry_at = int((clock.now() + dt.timedelta(seconds=30)).timestamp() * 1000)
     error = ErrorInfo("E", "first")
-    assert store.finish(claim, Outcome(JobStatus.RETRYING, error=error, retry_at_ms=retry_at))
+    assert store.finish(claim, Outcome(Ending.RETRY, error=error, retry_at_ms=retry_at))
     state = store.get(job_id)
     assert (state.status, state.attempts, state.error) == (JobStatus.RETRYING, 1, error)
     assert store.counts(Q)[JobStatus.RETRYING] == 1
@@ -485,7 +546,7 @@ def test_retrying_job_waits_then_runs_its_next_attempt(store: Store, clock: Fake
     assert store.promote(Q) == 1
     claim = claim_next(store)
     assert (claim.marker.attempt, claim.marker.epoch) == (2, 2)
-    assert store.finish(claim, Outcome(JobStatus.COMPLETED, result="done"))
+    assert store.finish(claim, Outcome(Ending.COMPLETED, result="done"))
     state = store.get(job_id)
     assert (state.status, state.attempts, state.result) == (JobStatus.COMPLETED, 2, "done")
 
@@ -499,7 +560,7 @@ def test_progress_is_visible_while_running(store: Store) -> None:
         state = store.get(job_id)
         assert (state.progress, state.progress_message) == (42.5, "halfway")
     finally:
-        store.release(claim)
+        store.close_claim(claim)
 
 
 # -- workers and rescue -------------------------------------------------------------------
@@ -524,7 +585,7 @@ def test_rescue_leaves_a_live_workers_job_alone(store: Store) -> None:
     try:
         assert store.rescue(Q, "worker-b") == []
         assert store.get(job_id).status is JobStatus.RUNNING
-        assert store.finish(claim, Outcome(JobStatus.COMPLETED, result=1))
+        assert store.finish(claim, Outcome(Ending.COMPLETED, result=1))
     finally:
         store.unregister_worker("worker-a", fd, hb)
     assert store.get(job_id).status is JobStatus.COMPLETED
@@ -547,20 +608,20 @@ def test_rescue_puts_a_dead_workers_job_back_with_same_attempts(
         assert not (root / "workers" / "worker-a.lock").exists()
         again = claim_next(store, "worker-b")
         assert (again.marker.attempt, again.marker.epoch, again.runnable) == (2, 3, True)
-        assert store.finish(again, Outcome(JobStatus.COMPLETED, result=2))
+        assert store.finish(again, Outcome(Ending.COMPLETED, result=2))
         assert store.get(job_id).result == 2
     finally:
-        store.release(claim)
+        store.close_claim(claim)
 
 
 @pytest.mark.parametrize(
     "outcome",
     [
-        Outcome(JobStatus.COMPLETED, result={"zombie": True}),
-        Outcome(JobStatus.FAILED, error=ErrorInfo("ZombieError", "late")),
-        Outcome(JobStatus.RETRYING, error=ErrorInfo("ZombieError", "late"), retry_at_ms=0),
+        Outcome(Ending.COMPLETED, result={"zombie": True}),
+        Outcome(Ending.FAILED, error=ErrorInfo("ZombieError", "late")),
+        Outcome(Ending.RETRY, error=ErrorInfo("ZombieError", "late"), retry_at_ms=0),
     ],
-    ids=lambda o: o.status.value,
+    ids=lambda o: o.ending.value,
 )
 def test_finish_after_rescue_is_fenced(store: Store, root: pathlib.Path, outcome: Outcome) -> None:
     """A rescued worker's late finish returns False and changes nothing anyone can see."""
@@ -578,7 +639,7 @@ def test_finish_after_rescue_is_fenced(store: Store, root: pathlib.Path, outcome
     assert ready_ids(store) == [job_id]
     history = store.history(job_id)
     assert [e.type for e in history if not e.fenced] == ["pushed", "claimed", "rescued"]
-    assert all(e.type == outcome.status.value for e in history if e.fenced)
+    assert all(e.type == outcome.ending.value for e in history if e.fenced)
 
 
 def test_lost_last_attempt_is_not_runnable(store: Store) -> None:
@@ -588,7 +649,7 @@ def test_lost_last_attempt_is_not_runnable(store: Store) -> None:
     claim = claim_next(store, "worker-a")
     os.close(fd)
     os.close(hb)
-    store.release(claim)
+    store.close_claim(claim)
     assert store.rescue(Q, "worker-b") == [job_id]
     assert store.get(job_id).attempts == 1
     again = claim_next(store, "worker-b")
@@ -596,7 +657,7 @@ def test_lost_last_attempt_is_not_runnable(store: Store) -> None:
         assert again.runnable is False
         assert (again.marker.attempt, again.marker.max_attempts) == (1, 1)
     finally:
-        store.release(again)
+        store.close_claim(again)
 
 
 @pytest.mark.asyncio
@@ -608,7 +669,7 @@ async def test_lost_last_attempt_fails_with_worker_lost(root: pathlib.Path) -> N
     claim = claim_next(store, "worker-a")
     os.close(fd)
     os.close(hb)
-    store.release(claim)
+    store.close_claim(claim)
     store.close()
     queue = fsjobs.Queue(root, staleness=0)
     try:
@@ -675,19 +736,19 @@ def test_symlinked_workers_directory_is_refused(
         store.close()
 
 
-def test_symlinked_journal_directory_is_refused(
+def test_symlinked_job_folder_is_refused(
     store: Store, root: pathlib.Path, outside: pathlib.Path
 ) -> None:
-    """A job whose journal dir is a symlink is never read or written through it."""
+    """A job whose folder is a symlink is never read or written through it."""
     job_id = push(store, Job(func=FUNC))
-    journal_dir = root / "jobs" / job_id[-2:] / job_id / "journal"
+    journal_dir = root / "jobs" / job_id[-2:] / job_id
     for f in journal_dir.iterdir():
         f.rename(outside / f.name)
     journal_dir.rmdir()
     journal_dir.symlink_to(outside, target_is_directory=True)
     before = {p: (outside / p).read_bytes() for p in tree(outside)}
-    with pytest.raises((StoreError, JobNotFound)):
-        store.get(job_id)  # the spec behind the link is not read
+    # The spec behind the link is not read: the job is known from its marker alone.
+    assert store.get(job_id).status is JobStatus.PENDING
     path = store.ready(Q)[0]
     assert store.claim(Q, path, "w1") is None
     assert {p: (outside / p).read_bytes() for p in tree(outside)} == before
@@ -700,18 +761,19 @@ def test_symlinked_root_is_refused(root: pathlib.Path, tmp_path: pathlib.Path) -
     """A root path that is itself a symlink is refused with StoreError."""
     link = tmp_path / "link"
     link.symlink_to(root, target_is_directory=True)
+    store = Store(link)
     with pytest.raises(StoreError):
-        Store(link)
+        store.push_many([(Job(func=FUNC), Q)])
     assert not (root / "fsjobs.json").exists()
 
 
 def test_symlinked_format_file_is_refused(root: pathlib.Path, outside: pathlib.Path) -> None:
     """A symlink planted at ROOT/fsjobs.json is refused with StoreError, not followed."""
     target = outside / "fsjobs.json"
-    target.write_text('{"format": 1}\n')
+    target.write_text('{"format": 2, "features": []}\n')
     (root / "fsjobs.json").symlink_to(target)
     with pytest.raises(StoreError):
-        Store(root)
+        Store(root).push_many([(Job(func=FUNC), Q)])
 
 
 def test_foreign_files_in_pending_are_skipped(store: Store, root: pathlib.Path) -> None:
@@ -727,7 +789,7 @@ def test_foreign_files_in_pending_are_skipped(store: Store, root: pathlib.Path) 
         assert (bucket / "0README").exists()
     finally:
         for c in won:
-            store.release(c)
+            store.close_claim(c)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
@@ -756,7 +818,7 @@ def test_an_empty_bucket_is_removed_only_once_past(
 ) -> None:
     """A pusher may have just made the current bucket: listing leaves it until it is past."""
     job_id = push(store, Job(func=FUNC))
-    store.finish(claim_next(store), Outcome(JobStatus.COMPLETED))
+    store.finish(claim_next(store), Outcome(Ending.COMPLETED))
     buckets = list((root / "queues" / Q / "pending").glob("*/*/*"))
     assert len(buckets) == 1 and not any(buckets[0].iterdir())
     assert store.ready(Q) == []

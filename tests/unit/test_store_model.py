@@ -26,11 +26,10 @@ from hypothesis.stateful import (
     rule,
 )
 
-from fsjobs import Job, JobStatus
+from fsjobs import ErrorInfo, Job, JobStatus
 from fsjobs._clock import to_ms
 from fsjobs.fsck import fsck
-from fsjobs.model import ErrorInfo
-from fsjobs.store import Claim, Outcome, Store
+from fsjobs.store import Claim, Ending, Outcome, Store
 from fsjobs.testing import FakeClock
 
 Q = "default"
@@ -74,7 +73,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     def stop_worker(self, worker: str) -> None:
         for claim in self.claims[worker]:
-            self.store.release(claim)
+            self.store.close_claim(claim)
         self.claims[worker] = []
         lock, hb = self.locks.pop(worker)
         os.close(lock)
@@ -119,7 +118,11 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(worker=st.sampled_from(WORKERS))
     def claim(self, worker: str) -> None:
         if worker not in self.locks:
+            # A worker that starts under the id of a dead one rescues what that one left running.
             self.locks[worker] = self.store.register_worker(worker)
+            for job_id in [j for j, w in self.owner.items() if w == worker]:
+                self.model[job_id].status = JobStatus.PENDING
+                del self.owner[job_id]
         self.store.promote(Q)
         ready = self.store.ready(Q, 1)
         due = [j for j in self.model.values() if j.status is JobStatus.PENDING]
@@ -132,7 +135,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert job.status is JobStatus.PENDING
         if not claim.runnable:  # the last attempt was lost with a dead worker
             assert job.attempts == job.max_attempts
-            self.store.finish(claim, Outcome(JobStatus.FAILED, error=ErrorInfo("WorkerLost", "")))
+            self.store.finish(claim, Outcome(Ending.FAILED, error=ErrorInfo("WorkerLost", "")))
             job.status = JobStatus.FAILED
             return
         job.status, job.attempts = JobStatus.RUNNING, job.attempts + 1
@@ -147,14 +150,14 @@ class StoreMachine(RuleBasedStateMachine):
         job = self.model[claim.job_id]
         del self.owner[claim.job_id]
         if outcome == "complete":
-            result = Outcome(JobStatus.COMPLETED, result={"n": job.attempts})
+            result = Outcome(Ending.COMPLETED, result={"n": job.attempts})
             job.status = JobStatus.COMPLETED
         elif outcome == "retry" and job.attempts < job.max_attempts:
             ready = self.now_ms() + 10_000
-            result = Outcome(JobStatus.RETRYING, error=ErrorInfo("E", "again"), retry_at_ms=ready)
+            result = Outcome(Ending.RETRY, error=ErrorInfo("E", "again"), retry_at_ms=ready)
             job.status, job.ready_ms = JobStatus.RETRYING, ready
         else:
-            result = Outcome(JobStatus.FAILED, error=ErrorInfo("E", "no"))
+            result = Outcome(Ending.FAILED, error=ErrorInfo("E", "no"))
             job.status = JobStatus.FAILED
         assert self.store.finish(claim, result) is True
 

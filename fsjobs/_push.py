@@ -1,0 +1,281 @@
+"""
+Push: a job becomes durable, then visible, with one commit point.
+
+1. Its folder ``jobs/<shard>/<id>/`` is written: uploads (fsynced with their
+   folders), then segment 0, ``000000.jsonl``, whose one ``pushed`` record
+   carries the whole spec; the segment is fsynced.
+2. Commit: the marker is created as a hard link of segment 0, in its time
+   bucket under ``pending/`` (or ``waiting/`` if it is scheduled ahead), and the
+   bucket is fsynced. ``link`` fails if the name exists, so it is an ``O_EXCL``
+   create. A job with a unique key stages the link in ``tmp/`` first and
+   commits by renaming it into place (see `_unique`).
+
+Because the marker *is* segment 0 (one inode, two names), a push needs two
+fsyncs, as the least a durable queue can do: the segment's and the bucket's.
+The folder's own names are not fsynced: if a power cut loses them, the marker
+still holds the spec, and the claim, fsck or `get` put the folder back from it
+(`_read.restore_folder`). A folder with no marker is an unpublished push:
+invisible to everyone, and removed by the pusher on error or by fsck after the
+staging horizon. A batch shares its flushes: on a local filesystem two
+``syncfs`` calls (folders, then markers) replace two fsyncs per job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import pathlib
+from collections.abc import Sequence
+
+import attrs
+
+from . import _durable, _ids, _names, _transitions, _unique, journal
+from ._clock import to_ms
+from ._paths import Parts
+from ._transitions import Location, Where
+from ._tree import Tree, path, record
+from .journal import RecordType
+from .model import Job, spec_of
+
+logger = logging.getLogger("fsjobs.store")
+
+
+@attrs.define
+class _Staged:
+    job: Job
+    queue: str
+    location: Location
+    #: the job's folder, open from its writing to its commit (a single push only)
+    job_fd: int = -1
+
+    @property
+    def job_id(self) -> str:
+        assert self.location.marker is not None
+        return self.location.marker.job_id
+
+    @property
+    def where(self) -> Where:
+        return self.location.where
+
+    @property
+    def name(self) -> str:
+        assert self.location.marker is not None
+        return self.location.marker.name
+
+
+def push_many(
+    tree: Tree, items: Sequence[tuple[Job, str]], published: list[str] | None = None
+) -> list[str]:
+    """
+    Push jobs durably; return their ids (an existing job's id for a unique key
+    that is taken). Ids are appended to `published` as each commit lands, so a
+    caller can tell what was pushed if this raises part-way.
+    """
+    published = [] if published is None else published
+    for _, queue in items:
+        _names.check_name("queue", queue)
+    tree.for_writing()
+    tree.check_space()
+    now = tree.clock.now()
+    now_ms = to_ms(now)
+    staged = [_stage(job, queue, now_ms) for job, queue in items]
+    group = tree.batch_sync and len(staged) > 1
+    _write_folders(tree, staged, now, group)
+    ids: list[str] = []
+    try:
+        _commit(tree, staged, group, ids, published)
+    except BaseException as exc:
+        for s in staged:
+            _close_folder(s)
+        # A job whose marker exists was published, even if a step after its
+        # commit (a directory fsync) failed; only the others are cleaned up.
+        for s in staged:
+            if s.job_id in published or s.job_id in ids:
+                continue
+            if tree.exists(tree.live_dir(s.queue, s.where, _marker(s)), s.name):
+                published.append(s.job_id)
+            else:
+                tree.discard_job(s.job_id)
+        if isinstance(exc, OSError):
+            _durable.raise_full(exc, "publishing jobs")
+        raise
+    return ids
+
+
+def _stage(job: Job, queue: str, now_ms: int) -> _Staged:
+    job_id = _ids.new_job_id(now_ms)
+    sched_ms = None if job.scheduled_at is None else to_ms(job.scheduled_at)
+    ready_ms = max(now_ms, sched_ms or 0)
+    location = _transitions.pushed(job.priority, ready_ms, job_id, job.max_attempts, now_ms)
+    return _Staged(job, queue, location)
+
+
+def _marker(s: _Staged) -> _names.Marker:
+    assert s.location.marker is not None
+    return s.location.marker
+
+
+def _write_folders(tree: Tree, staged: list[_Staged], now: dt.datetime, group: bool) -> None:
+    """Every job folder is durable before any job becomes visible."""
+    written: list[_Staged] = []
+    try:
+        for s in staged:
+            _write_folder(tree, s, now, sync=not group, keep_open=len(staged) == 1)
+            written.append(s)
+        if group and tree.durable:
+            _durable.syncfs(tree.dirs.root_fd)
+    except BaseException as exc:
+        for s in written:
+            _close_folder(s)
+            tree.discard_job(s.job_id)
+        if isinstance(exc, OSError):
+            _durable.raise_full(exc, "pushing jobs")
+        raise
+
+
+def _write_folder(tree: Tree, s: _Staged, now: dt.datetime, *, sync: bool, keep_open: bool) -> None:
+    job_id = s.job_id
+    marker_parts = tree.live_dir(s.queue, s.where, _marker(s))
+    line = journal.encode(
+        record(
+            RecordType.PUSHED,
+            now,
+            id=job_id,
+            spec=spec_of(s.job, s.queue, now),
+            marker=path(marker_parts, s.name),
+        )
+    )
+    sync = sync and tree.durable
+    shard_fd = tree.dirs.open_fd((_names.JOBS, _names.shard_of(job_id)), create=True)
+    try:
+        tree.dirs.mkdir_new(shard_fd, job_id)
+        job_fd = tree.dirs.open_child(shard_fd, job_id)
+        try:
+            if s.job.uploads:
+                # Uploads are not in the marker: their folder must not be lost.
+                _write_uploads(tree, job_fd, s.job.uploads, sync=sync)
+                if sync:
+                    _durable.fsync_all([job_fd, shard_fd])
+            _durable.write_new(job_fd, _names.segment_name(0), line, sync=sync)
+        except BaseException:
+            os.close(job_fd)
+            raise
+        if keep_open:
+            s.job_fd = job_fd
+        else:
+            os.close(job_fd)
+    except OSError as exc:
+        tree.discard_job(job_id)
+        _durable.raise_full(exc, f"pushing job {job_id}")
+        raise
+    finally:
+        os.close(shard_fd)
+
+
+def _close_folder(s: _Staged) -> None:
+    if s.job_fd >= 0:
+        os.close(s.job_fd)
+        s.job_fd = -1
+
+
+def _job_fd(tree: Tree, s: _Staged) -> int:
+    """The job's folder: the one kept open by a single push, or opened again (batches)."""
+    if s.job_fd < 0:
+        s.job_fd = tree.open_job(s.job_id)
+    return s.job_fd
+
+
+def _write_uploads(
+    tree: Tree, job_fd: int, uploads: dict[str, bytes | pathlib.Path], *, sync: bool
+) -> None:
+    tree.dirs.mkdir_new(job_fd, _names.UPLOADS)
+    up_fd = tree.dirs.open_child(job_fd, _names.UPLOADS)
+    try:
+        for name, blob in uploads.items():
+            if isinstance(blob, pathlib.Path):
+                _copy_upload(up_fd, name, blob, sync=sync)
+            else:
+                _durable.write_new(up_fd, name, bytes(blob), sync=sync)
+        if sync:
+            _durable.fsync_dir(up_fd)
+    finally:
+        os.close(up_fd)
+
+
+def _copy_upload(up_fd: int, name: str, source: pathlib.Path, *, sync: bool) -> None:
+    """Copy a file in 1 MiB chunks: the bytes are never held whole in memory."""
+    fd = os.open(name, _durable.O_NEW, _durable.FILE_MODE, dir_fd=up_fd)
+    try:
+        with source.open("rb") as src:
+            while chunk := src.read(1 << 20):
+                _durable.write_all(fd, chunk)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _commit(
+    tree: Tree, staged: list[_Staged], group: bool, ids: list[str], published: list[str]
+) -> None:
+    """
+    One marker per job; bucket fsyncs shared per directory. The fsyncs go through
+    the descriptors that created the markers: a worker may claim a job and
+    remove its emptied bucket before we get to them.
+    """
+    by_key: dict[str, str] = {}
+    to_sync: dict[Parts, int] = {}
+    try:
+        for s in staged:
+            parts = tree.live_dir(s.queue, s.where, _marker(s))
+            key = s.job.unique_key
+            if key is not None:
+                if key in by_key:  # duplicates in one batch: the first wins
+                    ids.append(by_key[key])
+                    tree.discard_job(s.job_id)
+                    continue
+                job_id = _push_unique(tree, key, s, parts)
+                by_key[key] = job_id
+            else:
+                fd = tree.link_marker(_job_fd(tree, s), parts, s.name)
+                _close_folder(s)
+                if len(staged) == 1 and tree.durable:
+                    _durable.fsync_dir(fd)  # at once, through the descriptor that created it
+                elif parts not in to_sync and not group:
+                    to_sync[parts] = os.dup(fd)
+                job_id = s.job_id
+            ids.append(job_id)
+            if job_id == s.job_id:
+                published.append(job_id)
+        if group and tree.durable:
+            _durable.syncfs(tree.dirs.root_fd)
+        elif tree.durable:
+            _durable.fsync_all(list(to_sync.values()))
+    finally:
+        for fd in to_sync.values():
+            os.close(fd)
+    for queue, where in {(s.queue, s.where) for s in staged}:
+        tree.ring(queue, where)
+
+
+def _push_unique(tree: Tree, key: str, s: _Staged, parts: Parts) -> str:
+    """Publish `s` unless an unfinished job owns `key`; return the owner's id (see `_unique`)."""
+    staging, lock_fd = tree.link_staging(_job_fd(tree, s), s.name)
+    _close_folder(s)
+    tmp_fd = tree.dirs.cached((_names.TMP,))
+    try:
+        owner = _unique.take(tree, key, s.job_id, s.queue, staging)
+        if owner != s.job_id:
+            _durable.unlink_quiet(tmp_fd, staging)
+            tree.discard_job(s.job_id)
+            return owner
+        _unique.commit(tree, staging, parts, s.name)
+        if tree.durable:
+            _durable.fsync_dir(tmp_fd)
+    except BaseException:
+        _durable.unlink_quiet(tmp_fd, staging)  # not committed: nobody needs it
+        raise
+    finally:
+        os.close(lock_fd)
+    return s.job_id
