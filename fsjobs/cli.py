@@ -2,7 +2,8 @@
 The ``fsjobs`` command line (also ``python -m fsjobs``).
 
 The root comes from ``--root`` or ``FSJOBS_ROOT``. Read commands take
-``--json``. Errors are one line on stderr, never a traceback.
+``--json``. Errors are one line on stderr, never a traceback. Text that comes
+from jobs or from the disk is printed escaped (`fsjobs._text.printable`).
 
 Exit codes:
   0  success
@@ -29,6 +30,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from ._clock import to_ms
+from ._text import printable
 from .doctor import Level, doctor
 from .errors import FsJobsError, JobNotFound
 from .fsck import format_report, fsck
@@ -166,10 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(handler(args))
     except JobNotFound as exc:
-        print(f"fsjobs: {exc}", file=sys.stderr)
+        print(f"fsjobs: {printable(exc)}", file=sys.stderr)
         return EXIT_NOT_FOUND
     except (FsJobsError, ValueError, TypeError, OSError) as exc:
-        print(f"fsjobs: {exc}", file=sys.stderr)
+        print(f"fsjobs: {printable(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
@@ -227,11 +229,6 @@ def _state_dict(state: JobState) -> dict[str, typing.Any]:
     return data
 
 
-def _printable(text: str) -> str:
-    """Escape control characters so job data cannot drive the terminal."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-
-
 async def _show(args: argparse.Namespace) -> int:
     state = await Queue(args.root).get(args.job_id)
     if args.json:
@@ -243,7 +240,7 @@ async def _show(args: argparse.Namespace) -> int:
         if key == "error":
             value = f"{value['type']}: {value['message']}"
         text = value if isinstance(value, str) else json.dumps(value)
-        print(f"{key:>16}: {_printable(text)}")
+        print(f"{key:>16}: {printable(text)}")
     return EXIT_OK
 
 
@@ -260,7 +257,7 @@ async def _history(args: argparse.Namespace) -> int:
         if isinstance(error, dict):
             detail["error"] = f"{error.get('type')}: {error.get('message')}"
         line = f"{data['at']}  e{event.epoch:<3} {event.type:<10}{attempt}{fenced}"
-        print(_printable(line + (f"  {json.dumps(detail)}" if detail else "")))
+        print(printable(line + (f"  {json.dumps(detail)}" if detail else "")))
     return EXIT_OK
 
 
@@ -272,7 +269,7 @@ async def _ls(args: argparse.Namespace) -> int:
     for s in states:
         print(
             f"{s.id}  {s.queue:<12} {s.status.value:<10} {s.attempts}/{s.max_attempts}  "
-            f"{_printable(s.func)}"
+            f"{printable(s.func)}"
         )
     return EXIT_OK
 
@@ -341,9 +338,9 @@ async def _watch(args: argparse.Namespace) -> int:
         elif bar:
             width = shutil.get_terminal_size().columns
             # Redraw one line in place; clear what a longer previous line left.
-            print("\r\x1b[K" + _printable(_bar_line(state))[: width - 1], end="", flush=True)
+            print("\r\x1b[K" + printable(_bar_line(state))[: width - 1], end="", flush=True)
         else:
-            print(_printable(_plain_line(state)), flush=True)
+            print(printable(_plain_line(state)), flush=True)
     if bar and state is not None:
         print()
     return EXIT_OK if state is not None and state.status is JobStatus.COMPLETED else EXIT_FAILED
@@ -410,7 +407,7 @@ async def _fsck(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(converter.unstructure(report), indent=2))
     else:
-        print(_printable(format_report(report)).replace("\\n", "\n"))
+        print(format_report(report))
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
@@ -420,7 +417,7 @@ async def _doctor(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(converter.unstructure(checks), indent=2))
     for check in [] if args.json else checks:
-        print(f"{check.level.value:<5} {check.name}: {_printable(check.detail)}")
+        print(f"{check.level.value:<5} {check.name}: {printable(check.detail)}")
     return EXIT_FAILED if any(c.level is Level.FAIL for c in checks) else EXIT_OK
 
 

@@ -33,6 +33,7 @@ import attrs
 from . import _durable, _ids, _names, journal
 from ._names import Marker
 from ._paths import Parts
+from ._text import printable
 from .journal import RecordType
 from .model import FINAL_DIRS, JobStatus
 from .store import Store, _open_segment_at
@@ -100,7 +101,12 @@ class _Checker:
     def report(self, kind: str, path: str, message: str, repaired: bool = False) -> None:
         level = logging.INFO if repaired else logging.WARNING
         logger.log(
-            level, "fsck %s %s: %s%s", kind, path, message, " (repaired)" if repaired else ""
+            level,
+            "fsck %s %s: %s%s",
+            kind,
+            printable(path),
+            printable(message),
+            " (repaired)" if repaired else "",
         )
         self.problems.append(Problem(kind, path, message, repaired))
 
@@ -402,8 +408,14 @@ class _Checker:
 
 
 def format_report(report: Report) -> str:
+    """
+    The report as text, one line per problem and a summary line. Paths and
+    messages come from the disk: each is escaped, so a file name cannot add a
+    line or drive the terminal.
+    """
     lines = [
-        f"{p.kind:<20} {p.path}: {p.message}{' (repaired)' if p.repaired else ''}"
+        f"{printable(p.kind):<20} {printable(p.path)}: {printable(p.message)}"
+        f"{' (repaired)' if p.repaired else ''}"
         for p in report.problems
     ]
     left = len(report.unrepaired())

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from . import _ids, _names, tasks
 from ._clock import Clock, to_ms
 from ._inotify import Watcher
+from ._text import printable
 from .context import Context
 from .doctor import mount_problems
 from .errors import ResultNotSerializable, Retry, StoreFull, UnknownTask
@@ -157,10 +158,14 @@ class Worker:
             asyncio.get_running_loop().add_reader(bell.fd, self._on_bell, bell, waker)
         started = self.clock.monotonic()
         installed = self._install_signals() if not until_empty else []
-        logger.info("worker %s serving %s under %s", self.id, self.queues, self.queue.root)
+        logger.info(
+            "worker %s serving %s under %s", self.id, self.queues, printable(self.queue.root)
+        )
         for problem in mount_problems(self.queue.root):
             logger.warning(
-                "worker %s: unsafe mount: %s (see fsjobs doctor)", self.id, problem.detail
+                "worker %s: unsafe mount: %s (see fsjobs doctor)",
+                self.id,
+                printable(problem.detail),
             )
         listings: dict[str, deque[str]] = {q: deque() for q in self.queues}
         listed_at: dict[str, float] = dict.fromkeys(self.queues, -math.inf)
@@ -296,11 +301,14 @@ class Worker:
         if isinstance(error, StoreFull):  # that job is back in pending; wait for space
             if self._paused_until < time.monotonic():
                 logger.warning(
-                    "worker %s: %s; pausing claims for %.0f s", self.id, error, FULL_PAUSE
+                    "worker %s: %s; pausing claims for %.0f s",
+                    self.id,
+                    printable(error),
+                    FULL_PAUSE,
                 )
             self._paused_until = time.monotonic() + FULL_PAUSE
         elif error is not None:  # the store has put that job back; the next listing retries it
-            logger.error("worker %s: claiming from %s failed: %s", self.id, queue, error)
+            logger.error("worker %s: claiming from %s failed: %s", self.id, queue, printable(error))
         return claims
 
     def _give_back(self, hop: asyncio.Future[tuple[list[Claim], int, Exception | None]]) -> None:
@@ -472,7 +480,7 @@ class Worker:
             task = tasks.lookup(job.func, self.allow_import)
             task.check_kwargs(job.kwargs, uploads=claim.uploads)
         except (UnknownTask, TypeError) as exc:
-            logger.error("job %s cannot run: %s", claim.job_id, exc)
+            logger.error("job %s cannot run: %s", claim.job_id, printable(exc))
             return Outcome(JobStatus.FAILED, error=_error_info(exc))
         ctx = Context(
             job_id=claim.job_id,
@@ -565,7 +573,7 @@ class Worker:
                 "job %s attempt %d failed (%s); retrying in %.1f s",
                 claim.job_id,
                 marker.attempt,
-                info.type,
+                printable(info.type),
                 delay,
             )
             return Outcome(JobStatus.RETRYING, error=info, retry_at_ms=retry_at)
@@ -574,7 +582,7 @@ class Worker:
             claim.job_id,
             final.value,
             marker.attempt,
-            info.message,
+            printable(info.message),
         )
         return Outcome(final, error=info)
 

@@ -13,6 +13,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "fsjobs"
 ALLOWED: dict[str, set[str]] = {
     "errors": {"model"},  # for type checking only (the JobState carried by JobFailed)
     "_clock": set(),
+    "_text": set(),
     "_ids": set(),
     "_names": {"_ids", "errors"},
     "journal": {"errors"},
@@ -38,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "queue": {"_names", "tasks", "_clock", "errors", "journal", "model", "store"},
     "worker": {
         "_ids",
+        "_text",
         "_inotify",
         "doctor",
         "_names",
@@ -51,12 +53,13 @@ ALLOWED: dict[str, set[str]] = {
         "store",
     },
     "doctor": {"_paths", "store"},
-    "fsck": {"_durable", "_ids", "_names", "_paths", "journal", "model", "store"},
+    "fsck": {"_durable", "_ids", "_names", "_paths", "_text", "journal", "model", "store"},
     "testing": {"queue", "worker"},
     "_demo": {"context", "queue", "worker"},
     "cli": {
         "__init__",
         "_clock",
+        "_text",
         "_demo",
         "doctor",
         "errors",

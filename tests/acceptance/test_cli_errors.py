@@ -1,0 +1,84 @@
+"""
+Issue #11 through the real command line: text from the disk is printed escaped,
+and a user error is one line on stderr and the documented exit code, never a
+traceback (argparse's own errors come after its usage line).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+EXIT_FAILED, EXIT_USAGE, EXIT_PROBLEMS = 1, 2, 4
+
+BROKEN_MODULE = textwrap.dedent(
+    """
+    import no_such_dependency_of_clierrors  # the module exists; what it needs does not
+    """
+)
+
+
+def fsjobs(root: pathlib.Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fsjobs", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def env(tmp_path: pathlib.Path, subprocess_env: dict[str, str]) -> dict[str, str]:
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "clierrors_broken.py").write_text(BROKEN_MODULE)
+    return dict(subprocess_env, PYTHONPATH=f"{modules}:{subprocess_env['PYTHONPATH']}")
+
+
+def assert_user_error(done: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    """No traceback; one line of our own, or argparse's usage and error lines; the exit code."""
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == code, done.stderr
+    lines = done.stderr.splitlines()
+    if lines and lines[0].startswith("usage: "):
+        assert code == EXIT_USAGE and ": error: " in lines[-1], done.stderr
+    else:
+        assert len(lines) == 1 and lines[0].startswith("fsjobs: "), done.stderr
+    for word in words:
+        assert word in done.stderr, done.stderr
+
+
+# -- text from the disk is escaped (#11 item 6) ---------------------------------------------------
+
+
+def test_fsck_prints_a_planted_file_name_escaped_on_one_line(
+    root: pathlib.Path, env: dict[str, str]
+) -> None:
+    """A name with a newline and an escape cannot forge report lines or drive the terminal."""
+    assert fsjobs(root, "push", "clierrors.anything", env=env).returncode == 0
+    (root / "tmp").mkdir(exist_ok=True)
+    planted = root / "tmp" / "a\nfsck: 0 jobs\x1b[2J"
+    planted.write_bytes(b"")
+    old = time.time() - 7200  # past fsck's horizon: garbage left by a dead process
+    os.utime(planted, (old, old))
+
+    checked = fsjobs(root, "fsck", env=env)
+    assert checked.returncode == EXIT_PROBLEMS, checked.stderr
+    assert "\x1b" not in checked.stdout + checked.stderr
+    lines = checked.stdout.splitlines()
+    assert [line for line in lines if "tmp/" in line] == [
+        "tmp-garbage          tmp/a\\nfsck: 0 jobs\\x1b[2J: left by a process that died"
+    ]
+    assert [line for line in lines if line.startswith("fsck:")] == [
+        "fsck: 1 jobs, 1 markers, 1 problems (1 left)"
+    ]
+    forged = [line for line in checked.stderr.splitlines() if line.startswith("fsck: 0 jobs")]
+    assert forged == [], "fsck's log lines stay whole too"

@@ -1,0 +1,66 @@
+"""
+Issue #11, in one process: what a task raises is the task's failure, the worker's
+signal handling is opt-in, a paused or failing store never makes the worker give
+up or spin, job data reaches the log escaped, and the Queue refuses bad arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pathlib
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from fsjobs import Backoff, JobStatus, Queue, Worker
+
+#: A bound on anything a test waits for, so that a regression fails instead of hanging.
+HANG_GUARD = 60.0
+#: Enough runs of a job to show it is being run again and again instead of failing.
+MANY = 5
+
+
+def name() -> str:
+    """A task name no other test uses (the registry is process-wide)."""
+    return f"tests.unit.defects.t{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def queue(root: pathlib.Path) -> Iterator[Queue]:
+    q = Queue(root, staleness=0)
+    yield q
+    q.close()
+
+
+async def drain(queue: Queue, *, wait_scheduled: bool = True) -> int:
+    """Run the queue's jobs in this process (and, by default, the retries they schedule)."""
+    async with asyncio.timeout(HANG_GUARD):
+        return await Worker(queue).run_until_empty(
+            wait_scheduled=wait_scheduled, max_wait=HANG_GUARD
+        )
+
+
+# -- job data reaches the log escaped (#11 item 6) ------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_job_data_in_the_workers_log_is_escaped(
+    queue: Queue, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception message built from kwargs cannot send escapes or forge log lines."""
+    hostile = "\x1b[31mred\nfsjobs.worker: forged"
+
+    @queue.task(name=name(), max_attempts=2, backoff=Backoff(initial=0, jitter=0))
+    async def fails(text: str) -> None:
+        raise ValueError(f"bad input {text}")
+
+    job_id = await fails.enqueue(text=hostile)
+    with caplog.at_level(logging.DEBUG, logger="fsjobs"):
+        assert await drain(queue) == 2
+    assert (await queue.get(job_id)).status is JobStatus.FAILED
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("fsjobs")]
+    assert any("\\x1b[31mred\\nfsjobs.worker: forged" in m for m in messages), messages
+    for message in messages:
+        assert "\x1b" not in message and "\n" not in message, message
