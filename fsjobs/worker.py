@@ -341,8 +341,21 @@ class Worker:
         return owned, self.store.cancel_requested(job_ids)
 
     def _stop(self, task: asyncio.Task[None], reason: str) -> None:
-        self._stop_reasons[task] = reason
+        """
+        Cancel a running attempt, recording why: "cancel" (requested), "fenced" (the
+        job is someone else's now; it stays so) or "shutdown" (give the job back).
+        """
+        if self._stop_reasons.get(task) != "fenced":
+            self._stop_reasons[task] = reason
         task.cancel()
+
+    def _stop_asked(self) -> bool:
+        """
+        Whether the CancelledError the current attempt is handling was asked for by
+        this worker (or by the event loop going away), not raised by the task.
+        """
+        task = asyncio.current_task()
+        return task is not None and (task in self._stop_reasons or task.cancelling() > 0)
 
     def _fence_all(self, silent: float) -> None:
         """Our heartbeat has failed for 2/3 of the lease: others may rescue our jobs now."""
@@ -375,7 +388,7 @@ class Worker:
             )
             _, still = await asyncio.wait(list(self._running), timeout=self.grace_period)
             for task in still:
-                task.cancel()
+                self._stop(task, "shutdown")
             if still:
                 await asyncio.wait(still)
         if self._threads is not None:
@@ -396,10 +409,10 @@ class Worker:
         return installed
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        if self._stopping:  # a second signal: stop now
+        if self._stopping:  # a second signal: give the running jobs back now
             logger.warning("worker %s: %s again, releasing running jobs", self.id, sig.name)
-            for task in self._running:
-                task.cancel()
+            for task in list(self._running):
+                self._stop(task, "shutdown")
             return
         logger.info("worker %s: %s, finishing running jobs", self.id, sig.name)
         self.stop()
@@ -514,7 +527,13 @@ class Worker:
                 expired = TimeoutError(f"the attempt exceeded its timeout of {timeout} s")
                 return self._retry_or_end(claim, expired, JobStatus.TIMED_OUT, None)
             return self._retry_or_end(claim, exc, JobStatus.FAILED, None)
-        except Exception as exc:
+        except asyncio.CancelledError as exc:
+            if self._stop_asked():  # ours: _execute gives the job back or cancels it
+                raise
+            return self._retry_or_end(claim, exc, JobStatus.FAILED, None)
+        except GeneratorExit:
+            raise  # this coroutine is being closed: nothing may be awaited any more
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt too: the task's failure
             return self._retry_or_end(claim, exc, JobStatus.FAILED, None)
         return self._completed(value)
 
@@ -546,17 +565,20 @@ class Worker:
     ) -> typing.Any:
         loop = asyncio.get_running_loop()
         assert self._threads is not None
-        future = loop.run_in_executor(self._threads, functools.partial(task.fn, **kwargs))
+        call = functools.partial(_capture, functools.partial(task.fn, **kwargs))
+        future = loop.run_in_executor(self._threads, call)
         try:
             async with deadline.scope():
-                return await asyncio.shield(future)
+                returned, value = await asyncio.shield(future)
         except (TimeoutError, asyncio.CancelledError):
             # A thread cannot be killed: tell the task (ctx.cancelled) and keep its
             # slot, and the job, until the function returns.
             ctx._cancel_event.set()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(future)
+            await asyncio.shield(future)
             raise
+        if not returned:
+            raise value
+        return value
 
     def _retry_or_end(
         self, claim: Claim, exc: BaseException, final: JobStatus, delay: float | None
@@ -585,6 +607,18 @@ class Worker:
             printable(info.message),
         )
         return Outcome(final, error=info)
+
+
+def _capture(call: typing.Callable[[], typing.Any]) -> tuple[bool, typing.Any]:
+    """
+    Run a sync task in its thread: (True, its value) or (False, what it raised).
+    Whatever it raises, SystemExit and CancelledError included, comes back as a
+    value, so it fails the attempt instead of being taken for the event loop's own.
+    """
+    try:
+        return True, call()
+    except BaseException as exc:
+        return False, exc
 
 
 class _Heartbeat(threading.Thread):

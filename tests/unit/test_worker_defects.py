@@ -7,6 +7,7 @@ up or spin, job data reaches the log escaped, and the Queue refuses bad argument
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import pathlib
 import uuid
@@ -64,3 +65,88 @@ async def test_job_data_in_the_workers_log_is_escaped(
     assert any("\\x1b[31mred\\nfsjobs.worker: forged" in m for m in messages), messages
     for message in messages:
         assert "\x1b" not in message and "\n" not in message, message
+
+
+# -- a CancelledError the task raised itself is the task's failure (#11 item 1) -------------------
+
+
+@pytest.mark.asyncio
+async def test_an_async_task_raising_cancelled_error_fails_its_attempt(queue: Queue) -> None:
+    """Not taken for a shutdown: the attempt counts and the job fails, it is not run again."""
+    calls: list[int] = []
+
+    @queue.task(name=name())
+    async def gives_up() -> str:
+        calls.append(1)
+        if len(calls) > MANY:
+            return "run again and again"
+        raise asyncio.CancelledError("the task's own")
+
+    job_id = await gives_up.enqueue()
+    assert await drain(queue) == 1
+    state = await queue.get(job_id)
+    assert (state.status, state.attempts, len(calls)) == (JobStatus.FAILED, 1, 1)
+    assert state.error is not None
+    assert (state.error.type, state.error.message) == (
+        "asyncio.exceptions.CancelledError",
+        "the task's own",
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_sync_task_raising_cancelled_error_fails_its_attempt(queue: Queue) -> None:
+    """The same for concurrent.futures.CancelledError raised in a thread: the error is kept."""
+    calls: list[int] = []
+
+    @queue.task(name=name())
+    def gives_up() -> str:
+        calls.append(1)
+        if len(calls) > MANY:
+            return "run again and again"
+        raise concurrent.futures.CancelledError()
+
+    job_id = await gives_up.enqueue()
+    assert await drain(queue) == 1
+    state = await queue.get(job_id)
+    assert (state.status, state.attempts, len(calls)) == (JobStatus.FAILED, 1, 1)
+    assert state.error is not None
+    assert state.error.type == "concurrent.futures._base.CancelledError"
+
+
+@pytest.mark.asyncio
+async def test_a_task_raising_cancelled_error_is_retried_like_any_exception(queue: Queue) -> None:
+    """With attempts left it is retried after its backoff; every attempt counts."""
+    calls: list[int] = []
+
+    @queue.task(name=name(), max_attempts=3, backoff=Backoff(initial=0, jitter=0))
+    async def gives_up() -> str:
+        calls.append(1)
+        if len(calls) > MANY:
+            return "run again and again"
+        raise asyncio.CancelledError()
+
+    job_id = await gives_up.enqueue()
+    assert await drain(queue) == 3
+    state = await queue.get(job_id)
+    assert (state.status, state.attempts, len(calls)) == (JobStatus.FAILED, 3, 3)
+
+
+@pytest.mark.asyncio
+async def test_the_workers_own_cancel_still_releases_the_job(queue: Queue) -> None:
+    """A worker stopped while its task runs gives the job back unharmed, attempt and all."""
+    started = asyncio.Event()
+
+    @queue.task(name=name())
+    async def waits() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    job_id = await waits.enqueue()
+    worker = Worker(queue, grace_period=0)
+    serving = asyncio.create_task(worker.run())
+    async with asyncio.timeout(HANG_GUARD):
+        await started.wait()
+        worker.stop()
+        await serving
+    state = await queue.get(job_id)
+    assert (state.status, state.attempts) == (JobStatus.PENDING, 0)
