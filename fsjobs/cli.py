@@ -187,7 +187,9 @@ async def _worker(args: argparse.Namespace) -> int:
         importlib.import_module(module)
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     queue = Queue(args.root, queues[0])
-    worker = Worker(queue, queues, args.concurrency, allow_import=args.allow_import)
+    worker = Worker(
+        queue, queues, args.concurrency, allow_import=args.allow_import, handle_signals=True
+    )
     if args.until_empty:
         ran = await worker.run_until_empty()
         print(f"ran {ran} jobs")

@@ -62,6 +62,11 @@ class Worker:
     """
     Runs jobs of `queues` (default: the queue's own) under the queue's root,
     at most `concurrency` at a time.
+
+    With `handle_signals` (``fsjobs worker`` sets it), `run()` in the main thread
+    handles SIGTERM and SIGINT: the first stops claiming and lets running jobs
+    finish within `grace_period`; a second releases them at once. Without it the
+    worker installs no signal handler: the application decides.
     """
 
     def __init__(
@@ -78,7 +83,7 @@ class Worker:
         lease: float = 30.0,
         grace_period: float = 30.0,
         allow_import: Sequence[str] = (),
-        handle_signals: bool = True,
+        handle_signals: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -124,7 +129,7 @@ class Worker:
             self._waker.wake()
 
     async def run(self) -> None:
-        """Run jobs until cancelled or stopped (SIGTERM/SIGINT stop it gracefully)."""
+        """Run jobs until cancelled or stopped (with `handle_signals`: SIGTERM/SIGINT)."""
         await self._serve(until_empty=False, wait_scheduled=False, max_wait=None)
 
     async def run_until_empty(
@@ -197,12 +202,15 @@ class Worker:
                     continue
                 await self._wait_for_change(waker, delay)
         finally:
-            for sig in installed:
-                asyncio.get_running_loop().remove_signal_handler(sig)
             if bell is not None:
                 asyncio.get_running_loop().remove_reader(bell.fd)
                 bell.close()
-            await self._shutdown()
+            try:
+                await self._shutdown()
+            finally:
+                # Only now: a second signal during the grace period releases the jobs.
+                for sig in installed:
+                    asyncio.get_running_loop().remove_signal_handler(sig)
             await self.queue.io(heartbeat.stop)
             await self.queue.io(self.store.unregister_worker, self.id, lock_fd, hb_fd)
             self._waker = self._heartbeat = None

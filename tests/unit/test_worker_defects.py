@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import logging
 import pathlib
+import signal
 import uuid
 from collections.abc import Iterator
 
@@ -150,3 +151,30 @@ async def test_the_workers_own_cancel_still_releases_the_job(queue: Queue) -> No
         await serving
     state = await queue.get(job_id)
     assert (state.status, state.attempts) == (JobStatus.PENDING, 0)
+
+
+# -- signal handlers only when asked for (#11 item 3) ---------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_run_installs_no_signal_handler_unless_asked(queue: Queue) -> None:
+    """An embedded worker leaves the application's SIGTERM/SIGINT handling alone."""
+    started = asyncio.Event()
+
+    @queue.task(name=name())
+    async def waits() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    await waits.enqueue()
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    worker = Worker(queue, grace_period=0)
+    serving = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(HANG_GUARD):
+            await started.wait()
+        during = {sig: signal.getsignal(sig) for sig in before}
+    finally:
+        worker.stop()
+        await serving
+    assert during == before
