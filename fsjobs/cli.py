@@ -7,8 +7,10 @@ from jobs or from the disk is printed escaped (`fsjobs._text.printable`).
 
 Exit codes:
   0  success
-  1  the operation failed (an fsjobs error: bad input, unusable directory, ...)
-  2  usage error (bad arguments)
+  1  the operation failed (an fsjobs error: bad input, unusable directory, ...);
+     also ``worker`` when a task module exists but importing it fails
+  2  usage error (bad arguments); also ``worker`` when a task module named on the
+     command line does not exist
   3  no such job
   4  fsck found problems it did not repair
 """
@@ -21,6 +23,7 @@ import datetime as dt
 import importlib
 import json
 import logging
+import math
 import os
 import pathlib
 import shutil
@@ -60,7 +63,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run a worker for the tasks defined in MODULE...")
     p.add_argument("modules", nargs="+", metavar="MODULE", help="modules that define tasks")
-    p.add_argument("--queues", default="default", help="comma-separated queue names")
+    p.add_argument(
+        "--queues",
+        default=["default"],
+        type=_queue_list,
+        metavar="Q[,Q...]",
+        help="comma-separated queue names (default: default)",
+    )
     p.add_argument("--concurrency", type=int, default=10)
     p.add_argument("--until-empty", action="store_true", help="exit when no job is due")
     p.add_argument(
@@ -167,10 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = _COMMANDS[args.command]
     try:
         return asyncio.run(handler(args))
+    except _ModuleMissing as exc:
+        print(f"fsjobs: {printable(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except JobNotFound as exc:
         print(f"fsjobs: {printable(exc)}", file=sys.stderr)
         return EXIT_NOT_FOUND
-    except (FsJobsError, ValueError, TypeError, OSError) as exc:
+    except (FsJobsError, ValueError, TypeError, OSError, ImportError) as exc:
         print(f"fsjobs: {printable(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -184,8 +196,8 @@ async def _worker(args: argparse.Namespace) -> int:
     )
     sys.path.insert(0, os.getcwd())
     for module in args.modules:
-        importlib.import_module(module)
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+        _import_task_module(module)
+    queues = args.queues
     queue = Queue(args.root, queues[0])
     worker = Worker(
         queue, queues, args.concurrency, allow_import=args.allow_import, handle_signals=True
@@ -196,6 +208,24 @@ async def _worker(args: argparse.Namespace) -> int:
     else:
         await worker.run()
     return EXIT_OK
+
+
+class _ModuleMissing(ImportError):
+    """A task module named on the command line does not exist (a usage error)."""
+
+
+def _import_task_module(module: str) -> None:
+    """Import a module named on the command line: ImportError becomes one clear line."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module == exc.name or module.startswith(f"{exc.name}.")):
+            raise _ModuleMissing(
+                f"no task module {module!r} (is it on PYTHONPATH or in this directory?)"
+            ) from None
+        raise ImportError(f"importing task module {module!r} failed: {exc}") from None
+    except ImportError as exc:
+        raise ImportError(f"importing task module {module!r} failed: {exc}") from None
 
 
 async def _push(args: argparse.Namespace) -> int:
@@ -384,6 +414,10 @@ async def _operate(args: argparse.Namespace) -> int:
     return EXIT_OK if done else EXIT_FAILED
 
 
+#: The longest duration the command line takes: longer ones are typos (and overflow dates).
+MAX_DURATION = 100 * 365.25 * 86400
+
+
 def _duration(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
@@ -391,9 +425,23 @@ def _duration(text: str) -> float:
         value = float(number) * units[unit]
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 30d, 12h, 90s)") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 30d, 12h, 90s)")
     if value < 0:
         raise argparse.ArgumentTypeError("a duration cannot be negative")
+    if value > MAX_DURATION:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than 100 years")
     return value
+
+
+def _queue_list(text: str) -> list[str]:
+    """``a,b``: the names, in order; empty names (``a,,b``, ``,``) are refused."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(
+            f"not a list of queue names: {text!r} (try --queues default,emails)"
+        )
+    return names
 
 
 async def _prune(args: argparse.Namespace) -> int:

@@ -82,3 +82,41 @@ def test_fsck_prints_a_planted_file_name_escaped_on_one_line(
     ]
     forged = [line for line in checked.stderr.splitlines() if line.startswith("fsck: 0 jobs")]
     assert forged == [], "fsck's log lines stay whole too"
+
+
+# -- user errors: worker and prune (#11 item 4) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (("worker", "no_such_mod"), EXIT_USAGE, ("no task module 'no_such_mod'",)),
+        (("worker", "no_such_pkg.tasks"), EXIT_USAGE, ("no task module 'no_such_pkg.tasks'",)),
+        (
+            ("worker", "clierrors_broken"),
+            EXIT_FAILED,
+            ("importing task module 'clierrors_broken' failed", "no_such_dependency_of_clierrors"),
+        ),
+        (("worker", "json", "--queues", ","), EXIT_USAGE, ("--queues",)),
+        (("worker", "json", "--queues", ""), EXIT_USAGE, ("--queues",)),
+        (("worker", "json", "--queues", "a,,b"), EXIT_USAGE, ("--queues",)),
+        (("prune", "--older-than", "inf"), EXIT_USAGE, ("--older-than",)),
+        (("prune", "--older-than", "1e20"), EXIT_USAGE, ("more than 100 years",)),
+        (("prune", "--older-than", "5300000w"), EXIT_USAGE, ("more than 100 years",)),
+        (("prune", "--older-than", "nan"), EXIT_USAGE, ("--older-than",)),
+        (("prune", "--older-than", "-infd"), EXIT_USAGE, ("--older-than",)),
+    ],
+)
+def test_worker_and_prune_user_errors(
+    root: pathlib.Path,
+    env: dict[str, str],
+    args: tuple[str, ...],
+    code: int,
+    words: tuple[str, ...],
+) -> None:
+    assert_user_error(fsjobs(root, *args, env=env), code, *words)
+
+
+def test_prune_takes_a_century_but_no_more(root: pathlib.Path, env: dict[str, str]) -> None:
+    done = fsjobs(root, "prune", "--older-than", "36500d", env=env)
+    assert (done.returncode, done.stdout) == (0, "pruned 0 jobs\n"), done.stderr
