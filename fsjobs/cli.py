@@ -109,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ls", help="list jobs, newest first")
     p.add_argument("--status", choices=[s.value for s in JobStatus])
     p.add_argument("--queue", default="*", help="a queue name, or * for all (default)")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_positive_int, default=50, help="at most this many (>= 1)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("stats", help="jobs per queue and status, oldest pending age, live workers")
@@ -120,7 +120,9 @@ def _parser() -> argparse.ArgumentParser:
         "watch", help="follow a job until it ends: a live bar in a terminal, else a line per change"
     )
     p.add_argument("job_id")
-    p.add_argument("--interval", type=float, default=0.5)
+    p.add_argument(
+        "--interval", type=_positive_seconds, default=0.5, help="seconds between looks (> 0)"
+    )
     p.add_argument("--timeout", type=float)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
@@ -431,6 +433,26 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError("a duration cannot be negative")
     if value > MAX_DURATION:
         raise argparse.ArgumentTypeError(f"{text!r} is more than 100 years")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < math.inf:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
     return value
 
 

@@ -114,7 +114,7 @@ class Worker:
         self._to_finish: list[tuple[Claim, Outcome, asyncio.Future[bool]]] = []
         self._finisher: asyncio.Task[None] | None = None
         self._heartbeat: _Heartbeat | None = None
-        self._paused_until = -math.inf  # no claims before this (time.monotonic): disk full
+        self._paused_until = -math.inf  # no claims before this (time.monotonic)
         self._stopping = False
         self._waker: _Waker | None = None
         self.ran = 0
@@ -192,6 +192,9 @@ class Worker:
                     self._fence_all(silent)
                 claimed = 0 if silent > self.lease / 2 else await self._fill(listings, listed_at)
                 if until_empty and not claimed and not self._running:
+                    if self._claims_paused():  # not empty: due jobs wait for the pause to end
+                        await waker.wait(self._paused_until - time.monotonic())
+                        continue
                     pause = await self._idle_pause(wait_scheduled, max_wait, started)
                     if pause is None:
                         break
@@ -253,7 +256,7 @@ class Worker:
     async def _fill(self, listings: dict[str, deque[str]], listed_at: dict[str, float]) -> int:
         """Claim jobs into free slots, taking turns among the queues. Returns how many."""
         claimed = 0
-        progress = time.monotonic() >= self._paused_until
+        progress = not self._claims_paused()
         while progress and len(self._running) < self.concurrency and not self._stopping:
             progress = False
             for q in self.queues:
@@ -285,9 +288,13 @@ class Worker:
                 listed_at[queue] = now
             if listing:
                 claims = await self._claim_batch(queue, want, listing)
-                if claims or time.monotonic() < self._paused_until:
+                if claims or self._claims_paused():
                     return claims  # or the disk is full: stop trying for now
         return []
+
+    def _claims_paused(self) -> bool:
+        """True while claims are paused (the disk was found full)."""
+        return time.monotonic() < self._paused_until
 
     async def _claim_batch(self, queue: str, want: int, listing: deque[str]) -> list[Claim]:
         """
@@ -307,14 +314,14 @@ class Worker:
         for _ in range(tried):
             listing.popleft()
         if isinstance(error, StoreFull):  # that job is back in pending; wait for space
-            if self._paused_until < time.monotonic():
+            if not self._claims_paused():
                 logger.warning(
                     "worker %s: %s; pausing claims for %.0f s",
                     self.id,
                     printable(error),
                     FULL_PAUSE,
                 )
-            self._paused_until = time.monotonic() + FULL_PAUSE
+            self._paused_until = max(self._paused_until, time.monotonic() + FULL_PAUSE)
         elif error is not None:  # the store has put that job back; the next listing retries it
             logger.error("worker %s: claiming from %s failed: %s", self.id, queue, printable(error))
         return claims

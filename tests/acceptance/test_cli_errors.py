@@ -120,3 +120,32 @@ def test_worker_and_prune_user_errors(
 def test_prune_takes_a_century_but_no_more(root: pathlib.Path, env: dict[str, str]) -> None:
     done = fsjobs(root, "prune", "--older-than", "36500d", env=env)
     assert (done.returncode, done.stdout) == (0, "pruned 0 jobs\n"), done.stderr
+
+
+# -- user errors: ls --limit and watch --interval (#11 item 5) ------------------------------------
+
+SOME_ID = "01m8tps3wb0000b7nbt1x5"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("ls", "--limit", "0"),
+        ("ls", "--limit", "-1"),
+        ("watch", SOME_ID, "--interval", "-1"),
+        ("watch", SOME_ID, "--interval", "0"),
+        ("watch", SOME_ID, "--interval", "nan"),
+    ],
+)
+def test_ls_limit_and_watch_interval_must_be_positive(
+    root: pathlib.Path, env: dict[str, str], args: tuple[str, ...]
+) -> None:
+    assert_user_error(fsjobs(root, *args, env=env), EXIT_USAGE, args[-2])
+
+
+def test_ls_limit_one_lists_one_job(root: pathlib.Path, env: dict[str, str]) -> None:
+    for _ in range(2):
+        assert fsjobs(root, "push", "clierrors.anything", env=env).returncode == 0
+    listed = fsjobs(root, "ls", "--limit", "1", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert len(listed.stdout.splitlines()) == 1

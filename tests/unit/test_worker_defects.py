@@ -9,14 +9,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import pathlib
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
-from fsjobs import Backoff, JobStatus, Queue, Worker
+from fsjobs import Backoff, Job, JobStatus, Queue, Worker
+from fsjobs import worker as worker_module
+from fsjobs.errors import StoreFull
+from fsjobs.store import Claim, Store
 
 #: A bound on anything a test waits for, so that a regression fails instead of hanging.
 HANG_GUARD = 60.0
@@ -178,3 +182,80 @@ async def test_run_installs_no_signal_handler_unless_asked(queue: Queue) -> None
         worker.stop()
         await serving
     assert during == before
+
+
+# -- the Queue refuses arguments that cannot mean anything (#11 item 5) ---------------------------
+
+
+@pytest.mark.parametrize("root", ["", "   ", "\t\n"])
+def test_an_empty_root_is_refused_before_anything_is_created(
+    root: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="root"):
+        Queue(root)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("limit", [0, -1])
+async def test_list_jobs_refuses_a_limit_below_one(queue: Queue, limit: int) -> None:
+    await queue.push(Job(func="tests.unit.defects.anything"))
+    with pytest.raises(ValueError, match="limit"):
+        await queue.list_jobs(limit=limit)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("interval", [0, -1, float("nan")])
+async def test_watch_and_wait_refuse_a_non_positive_interval(queue: Queue, interval: float) -> None:
+    job_id = await queue.push(Job(func="tests.unit.defects.anything"))
+    with pytest.raises(ValueError, match="interval"):
+        await queue.wait(job_id, timeout=HANG_GUARD, interval=interval)
+    with pytest.raises(ValueError, match="interval"):
+        async for _ in queue.watch(job_id, interval=interval, timeout=HANG_GUARD):
+            pass  # pragma: no cover - refused before the first state
+
+
+@pytest.mark.asyncio
+async def test_wait_with_no_interval_still_polls_adaptively(queue: Queue) -> None:
+    @queue.task(name=name())
+    async def work() -> str:
+        return "done"
+
+    job_id = await work.enqueue()
+    waiting = asyncio.create_task(queue.wait(job_id, timeout=HANG_GUARD, interval=None))
+    await drain(queue)
+    assert (await waiting).result == "done"
+
+
+# -- run_until_empty while claims are paused (#11 item 5) -----------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_run_until_empty_waits_out_a_full_disk_pause(
+    queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim refused for lack of space pauses claiming; the job is still due, so it runs."""
+    monkeypatch.setattr(worker_module, "FULL_PAUSE", 0.05)
+    real_claim_many = Store.claim_many
+    refusals = 2
+
+    def full_at_first(
+        self: Store, queue: str, paths: Sequence[str], who: str, want: int
+    ) -> tuple[list[Claim], int, Exception | None]:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            return [], 1, StoreFull("no space left while claiming (a test)")
+        return real_claim_many(self, queue, paths, who, want)
+
+    monkeypatch.setattr(Store, "claim_many", full_at_first)
+
+    @queue.task(name=name())
+    async def work() -> str:
+        return "done"
+
+    job_id = await work.enqueue()
+    assert await drain(queue, wait_scheduled=False) == 1
+    assert refusals == 0
+    assert (await queue.get(job_id)).status is JobStatus.COMPLETED
