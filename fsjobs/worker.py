@@ -452,7 +452,12 @@ class Worker:
             outcome = self._retry_or_end(claim, exc, JobStatus.FAILED, None)
         self._finishing.add(claim.job_id)
         try:
-            await progress.flush()
+            try:
+                await progress.flush()
+            except OSError as exc:  # progress is best effort: the outcome must still be recorded
+                logger.warning(
+                    "job %s: its last progress report was lost: %s", claim.job_id, printable(exc)
+                )
             await self._publish(claim, outcome)
         except Exception:  # the store has put the job back in pending
             logger.exception("worker %s could not record the end of job %s", self.id, claim.job_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import logging
 import os
 import pathlib
@@ -17,6 +18,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
+import fsjobs
 from fsjobs import Backoff, Job, JobStatus, Queue, Worker
 from fsjobs import worker as worker_module
 from fsjobs.errors import StoreFull
@@ -259,3 +261,37 @@ async def test_run_until_empty_waits_out_a_full_disk_pause(
     assert await drain(queue, wait_scheduled=False) == 1
     assert refusals == 0
     assert (await queue.get(job_id)).status is JobStatus.COMPLETED
+
+
+# -- a progress report that cannot be written does not strand the job (#11 item 7) -------------
+
+
+@pytest.mark.asyncio
+async def test_a_lost_last_progress_report_does_not_keep_the_job_running(
+    queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Progress is best effort: the outcome is still published when its last write fails."""
+    real_progress = Store.progress
+    writes: list[float | None] = []
+
+    def full_after_the_first(
+        self: Store, claim: Claim, percent: float | None, message: str | None
+    ) -> None:
+        writes.append(percent)
+        if len(writes) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_progress(self, claim, percent, message)
+
+    monkeypatch.setattr(Store, "progress", full_after_the_first)
+    monkeypatch.setattr(worker_module, "PROGRESS_INTERVAL", HANG_GUARD)  # the 2nd one waits
+
+    @queue.task(name=name())
+    async def reports(ctx: fsjobs.Context) -> str:
+        await ctx.progress(10)  # written at once
+        await ctx.progress(90)  # coalesced: written when the attempt ends, and that fails
+        return "done"
+
+    job_id = await reports.enqueue()
+    assert await drain(queue) == 1
+    state = await queue.get(job_id)
+    assert (state.status, state.result, writes) == (JobStatus.COMPLETED, "done", [10, 90])
