@@ -43,6 +43,10 @@ RELIST_INTERVAL = 0.1
 PROGRESS_INTERVAL = 0.5
 #: how long a worker stops claiming after the disk was found full
 FULL_PAUSE = 1.0
+#: after an outcome could not be published, claims stop for this long, doubling up to
+#: the maximum while publishing keeps failing (DESIGN.md §4.4 rule 4)
+PUBLISH_BACKOFF_FIRST = 1.0
+PUBLISH_BACKOFF_MAX = 60.0
 #: the longest an idle worker waits between looks at its queues, by filesystem
 IDLE_POLL_LOCAL = 0.5
 IDLE_POLL_NETWORK = 0.1
@@ -115,6 +119,7 @@ class Worker:
         self._finisher: asyncio.Task[None] | None = None
         self._heartbeat: _Heartbeat | None = None
         self._paused_until = -math.inf  # no claims before this (time.monotonic)
+        self._publish_backoff = ClaimBackoff()
         self._stopping = False
         self._waker: _Waker | None = None
         self.ran = 0
@@ -261,7 +266,7 @@ class Worker:
             progress = False
             for q in self.queues:
                 free = self.concurrency - len(self._running)
-                if free <= 0:
+                if free <= 0 or self._claims_paused():
                     break
                 share = max(1, free // len(self.queues))
                 for claim in await self._claim_some(q, share, listings[q], listed_at):
@@ -286,6 +291,8 @@ class Worker:
                     await self.queue.io(self.store.head, queue, 2 * self.concurrency + 10)
                 )
                 listed_at[queue] = now
+            if self._claims_paused():  # paused while we listed (say, a publish just failed)
+                return []
             if listing:
                 claims = await self._claim_batch(queue, want, listing)
                 if claims or self._claims_paused():
@@ -293,7 +300,7 @@ class Worker:
         return []
 
     def _claims_paused(self) -> bool:
-        """True while claims are paused (the disk was found full)."""
+        """True while claims wait for disk space or after outcomes failed to publish."""
         return time.monotonic() < self._paused_until
 
     async def _claim_batch(self, queue: str, want: int, listing: deque[str]) -> list[Claim]:
@@ -459,8 +466,13 @@ class Worker:
                     "job %s: its last progress report was lost: %s", claim.job_id, printable(exc)
                 )
             await self._publish(claim, outcome)
-        except Exception:  # the store has put the job back in pending
-            logger.exception("worker %s could not record the end of job %s", self.id, claim.job_id)
+        except Exception as exc:  # the store has put the job back; _finish_batches backs off
+            logger.error(
+                "worker %s could not record the end of job %s: %s",
+                self.id,
+                claim.job_id,
+                printable(exc),
+            )
             return
         finally:
             self._finishing.discard(claim.job_id)
@@ -491,6 +503,7 @@ class Worker:
                     if not done.done():
                         done.set_exception(exc)
                 raise
+            self._after_publishing(results)
             for (*_, done), result in zip(batch, results, strict=True):
                 if done.done():
                     continue  # its task was cancelled meanwhile; the outcome was still written
@@ -498,6 +511,31 @@ class Worker:
                     done.set_exception(result)
                 else:
                     done.set_result(result)
+
+    def _after_publishing(self, results: Sequence[bool | Exception]) -> None:
+        """
+        An outcome that could not be published (a full disk, an I/O error) means
+        the next attempt would likely fail the same way after running the task
+        again: pause claims, longer each time in a row, until one publishes.
+        """
+        errors = [r for r in results if isinstance(r, Exception)]
+        if not errors:
+            if any(r is True for r in results):
+                self._publish_backoff.succeeded()
+            return
+        now = time.monotonic()
+        pause = self._publish_backoff.failed(now)
+        if pause is None:
+            return  # those jobs were claimed before the current back-off began
+        self._paused_until = max(self._paused_until, now + pause)
+        logger.warning(
+            "worker %s could not publish the outcome of %d job(s) (%s): backing off its claims "
+            "for %.0f s",
+            self.id,
+            len(errors),
+            printable(errors[0]),
+            pause,
+        )
 
     async def _attempt(self, claim: Claim, progress: _ProgressWriter) -> Outcome:
         job = claim.job
@@ -639,6 +677,33 @@ def _capture(call: typing.Callable[[], typing.Any]) -> tuple[bool, typing.Any]:
         return True, call()
     except BaseException as exc:
         return False, exc
+
+
+class ClaimBackoff:
+    """
+    How long a worker stops claiming after outcomes could not be published:
+    `PUBLISH_BACKOFF_FIRST` seconds, doubling each time claiming resumes and
+    publishing fails again, up to `PUBLISH_BACKOFF_MAX`; back to the start once
+    an outcome was published.
+    """
+
+    def __init__(self) -> None:
+        self.current = 0.0
+        self.until = -math.inf
+
+    def failed(self, now: float) -> float | None:
+        """
+        A publish failed at `now` (monotonic): the pause to begin, or None during
+        a pause (the job was claimed before it began: no new evidence).
+        """
+        if now < self.until:
+            return None
+        self.current = min(max(2 * self.current, PUBLISH_BACKOFF_FIRST), PUBLISH_BACKOFF_MAX)
+        self.until = now + self.current
+        return self.current
+
+    def succeeded(self) -> None:
+        self.current, self.until = 0.0, -math.inf
 
 
 class _Heartbeat(threading.Thread):

@@ -13,6 +13,7 @@ import logging
 import os
 import pathlib
 import signal
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 
@@ -22,7 +23,7 @@ import fsjobs
 from fsjobs import Backoff, Job, JobStatus, Queue, Worker
 from fsjobs import worker as worker_module
 from fsjobs.errors import StoreFull
-from fsjobs.store import Claim, Store
+from fsjobs.store import Claim, Outcome, Store
 
 #: A bound on anything a test waits for, so that a regression fails instead of hanging.
 HANG_GUARD = 60.0
@@ -295,3 +296,80 @@ async def test_a_lost_last_progress_report_does_not_keep_the_job_running(
     assert await drain(queue) == 1
     state = await queue.get(job_id)
     assert (state.status, state.result, writes) == (JobStatus.COMPLETED, "done", [10, 90])
+
+
+# -- an outcome that cannot be published backs the worker off (#11 item 7) ------------------------
+
+
+def test_publish_backoff_doubles_from_1_s_to_60_s_and_resets() -> None:
+    """Each failure after a pause doubles the next; failures during one add nothing."""
+    backoff = worker_module.ClaimBackoff()
+    now, pauses = 100.0, []
+    for _ in range(9):
+        pause = backoff.failed(now)
+        assert pause is not None
+        assert backoff.failed(now + pause / 2) is None, "a job claimed before the pause"
+        pauses.append(pause)
+        now += pause
+    assert pauses == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    backoff.succeeded()
+    assert backoff.failed(now) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_worker_that_cannot_publish_backs_off_instead_of_reclaiming(
+    queue: Queue, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """
+    Each publish fails (the store gives the job back) while the test looks: the
+    worker pauses its claims after each failure, so it claims once per back-off,
+    not once per loop. Claims are counted until the worker's second back-off
+    warning; a worker that spins would pile them up (the test stops at `spin`).
+    """
+    spin = 20
+    claims: list[str] = []
+    real_claim_many, real_finish_many = Store.claim_many, Store.finish_many
+
+    def counting_claims(
+        self: Store, queue: str, paths: Sequence[str], who: str, want: int
+    ) -> tuple[list[Claim], int, Exception | None]:
+        won, tried, error = real_claim_many(self, queue, paths, who, want)
+        claims.extend(c.job_id for c in won)
+        return won, tried, error
+
+    def disk_full(self: Store, items: Sequence[tuple[Claim, Outcome]]) -> list[bool | Exception]:
+        """As the store does when it cannot record an outcome: the job goes back to pending."""
+        real_finish_many(self, [(claim, Outcome(JobStatus.PENDING)) for claim, _ in items])
+        return [OSError(errno.ENOSPC, "No space left on device") for _ in items]
+
+    monkeypatch.setattr(Store, "claim_many", counting_claims)
+    monkeypatch.setattr(Store, "finish_many", disk_full)
+
+    @queue.task(name=name())
+    async def work() -> str:
+        return "done"
+
+    def backoffs() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "backing off" in r.getMessage()]
+
+    job_id = await work.enqueue()
+    worker = Worker(queue)
+    serving = asyncio.create_task(worker.run())
+    give_up = time.monotonic() + HANG_GUARD
+    try:
+        with caplog.at_level(logging.WARNING, logger="fsjobs"):
+            while len(backoffs()) < 2 and len(claims) < spin:
+                assert time.monotonic() < give_up, f"no second back-off: {backoffs()}"
+                await asyncio.sleep(0.01)
+            seen = len(claims)
+    finally:
+        worker.stop()
+        await serving
+    # One claim per back-off, and at most one more that was on its way when a
+    # publish failed; a spinning worker would reach `spin`.
+    assert seen <= 4, f"{seen} claims: the worker re-claims without backing off"
+    first, second = backoffs()[:2]
+    assert "No space left on device" in first and "for 1 s" in first, first
+    assert "for 2 s" in second, second
+    assert set(claims) == {job_id}
+    assert (await queue.get(job_id)).status is JobStatus.PENDING
