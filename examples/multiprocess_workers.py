@@ -59,7 +59,7 @@ async def serve(root: str) -> None:
     queue = fsjobs.Queue(root)
     define_tasks(queue)
     print(f"worker {os.getpid()} ready", flush=True)
-    await fsjobs.Worker(queue, concurrency=2).run()
+    await fsjobs.Worker(queue, concurrency=2, handle_signals=True).run()
 
 
 async def main(root: str) -> None:

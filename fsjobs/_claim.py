@@ -210,7 +210,7 @@ def _open(tree: Tree, won: Claim) -> None:
     won.job, won.uploads = _read_spec(tree, won.job_fd, won.job_id)
     won.cancel_requested = _durable.exists(won.job_fd, _names.CANCEL)
     if not won.runnable:
-        release = _state.last_release(segments_at(won.job_fd, won.job_id))
+        release = _state.last_release(segments_at(won.job_fd, won.job_id), won.marker.epoch)
         if release is not None and release.get_str("reason") == "publish_failed":
             won.exhausted_by = "PublishFailed"
 

@@ -51,7 +51,7 @@ async def _demo(root: str) -> None:
         print(f"  {job_id}  {(await queue.get(job_id)).status.value:<10} {label}")
 
     order: list[str] = []
-    worker = Worker(queue, concurrency=1, handle_signals=False)
+    worker = Worker(queue, concurrency=1)
     ran = await worker.run_until_empty(wait_scheduled=True, max_wait=10)
     print(f"\nthe worker ran {ran} jobs; afterwards:")
     states = [(label, await queue.get(job_id)) for label, job_id in pushed]

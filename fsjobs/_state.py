@@ -158,10 +158,10 @@ def unreadable_state(job_id: str, queue: str, where: Where, why: str) -> JobStat
     )
 
 
-def last_release(segments: Segments) -> Record | None:
-    """The newest `released` record of the journal, if the newest record of all is one."""
-    for _, seg in reversed(segments):
-        if seg.records:
+def last_release(segments: Segments, before_epoch: int) -> Record | None:
+    """The newest record of the epochs before `before_epoch`, if it is a `released` one."""
+    for epoch, seg in reversed(segments):
+        if epoch < before_epoch and seg.records:
             last = seg.records[-1]
             return last if last.type is RecordType.RELEASED else None
     return None

@@ -2,12 +2,15 @@
 The ``fsjobs`` command line (also ``python -m fsjobs``).
 
 The root comes from ``--root`` or ``FSJOBS_ROOT``. Read commands take
-``--json``. Errors are one line on stderr, never a traceback.
+``--json``. Errors are one line on stderr, never a traceback. Text that comes
+from jobs or from the disk is printed escaped (`fsjobs._text.printable`).
 
 Exit codes:
   0  success
-  1  the operation failed (an fsjobs error: bad input, unusable directory, ...)
-  2  usage error (bad arguments)
+  1  the operation failed (an fsjobs error: bad input, unusable directory, ...);
+     also ``worker`` when a task module exists but importing it fails
+  2  usage error (bad arguments); also ``worker`` when a task module named on the
+     command line does not exist
   3  no such job
   4  fsck found problems it did not repair
 """
@@ -20,6 +23,7 @@ import datetime as dt
 import importlib
 import json
 import logging
+import math
 import os
 import pathlib
 import shutil
@@ -30,6 +34,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._clock import to_ms
 from ._json import loads
+from ._text import printable
 from .doctor import Level, doctor
 from .errors import FsJobsError, JobNotFound
 from .fsck import format_report, fsck
@@ -66,7 +71,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run a worker for the tasks defined in MODULE...")
     p.add_argument("modules", nargs="+", metavar="MODULE", help="modules that define tasks")
-    p.add_argument("--queues", default="default", help="comma-separated queue names")
+    p.add_argument(
+        "--queues",
+        default=["default"],
+        type=_queue_list,
+        metavar="Q[,Q...]",
+        help="comma-separated queue names (default: default)",
+    )
     p.add_argument("--concurrency", type=int, default=10)
     p.add_argument("--until-empty", action="store_true", help="exit when no job is due")
     p.add_argument(
@@ -106,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ls", help="list jobs, newest first")
     p.add_argument("--status", choices=[s.value for s in JobStatus])
     p.add_argument("--queue", default="*", help="a queue name, or * for all (default)")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_positive_int, default=50, help="at most this many (>= 1)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("stats", help="jobs per queue and status, oldest pending age, live workers")
@@ -117,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
         "watch", help="follow a job until it ends: a live bar in a terminal, else a line per change"
     )
     p.add_argument("job_id")
-    p.add_argument("--interval", type=float, default=0.5)
+    p.add_argument(
+        "--interval", type=_positive_seconds, default=0.5, help="seconds between looks (> 0)"
+    )
     p.add_argument("--timeout", type=float)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
@@ -173,11 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = _COMMANDS[args.command]
     try:
         return asyncio.run(handler(args))
+    except _ModuleMissing as exc:
+        print(f"fsjobs: {printable(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except JobNotFound as exc:
-        print(f"fsjobs: {exc}", file=sys.stderr)
+        print(f"fsjobs: {printable(exc)}", file=sys.stderr)
         return EXIT_NOT_FOUND
-    except (FsJobsError, ValueError, TypeError, OSError) as exc:
-        print(f"fsjobs: {exc}", file=sys.stderr)
+    except (FsJobsError, ValueError, TypeError, OSError, ImportError) as exc:
+        print(f"fsjobs: {printable(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
@@ -190,16 +206,36 @@ async def _worker(args: argparse.Namespace) -> int:
     )
     sys.path.insert(0, os.getcwd())
     for module in args.modules:
-        importlib.import_module(module)
-    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+        _import_task_module(module)
+    queues = args.queues
     queue = Queue(args.root, queues[0])
-    worker = Worker(queue, queues, args.concurrency, allow_import=args.allow_import)
+    worker = Worker(
+        queue, queues, args.concurrency, allow_import=args.allow_import, handle_signals=True
+    )
     if args.until_empty:
         ran = await worker.run_until_empty()
         print(f"ran {ran} jobs")
     else:
         await worker.run()
     return EXIT_OK
+
+
+class _ModuleMissing(ImportError):
+    """A task module named on the command line does not exist (a usage error)."""
+
+
+def _import_task_module(module: str) -> None:
+    """Import a module named on the command line: ImportError becomes one clear line."""
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module == exc.name or module.startswith(f"{exc.name}.")):
+            raise _ModuleMissing(
+                f"no task module {module!r} (is it on PYTHONPATH or in this directory?)"
+            ) from None
+        raise ImportError(f"importing task module {module!r} failed: {exc}") from None
+    except ImportError as exc:
+        raise ImportError(f"importing task module {module!r} failed: {exc}") from None
 
 
 async def _push(args: argparse.Namespace) -> int:
@@ -235,11 +271,6 @@ def _state_dict(state: JobState) -> dict[str, typing.Any]:
     return data
 
 
-def _printable(text: str) -> str:
-    """Escape control characters so job data cannot drive the terminal."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-
-
 async def _show(args: argparse.Namespace) -> int:
     state = await Queue(args.root).get(args.job_id)
     if args.json:
@@ -251,7 +282,7 @@ async def _show(args: argparse.Namespace) -> int:
         if key == "error":
             value = f"{value['type']}: {value['message']}"
         text = value if isinstance(value, str) else json.dumps(value)
-        print(f"{key:>16}: {_printable(text)}")
+        print(f"{key:>16}: {printable(text)}")
     return EXIT_OK
 
 
@@ -268,7 +299,7 @@ async def _history(args: argparse.Namespace) -> int:
         if isinstance(error, dict):
             detail["error"] = f"{error.get('type')}: {error.get('message')}"
         line = f"{data['at']}  e{event.epoch:<3} {event.type:<10}{attempt}{fenced}"
-        print(_printable(line + (f"  {json.dumps(detail)}" if detail else "")))
+        print(printable(line + (f"  {json.dumps(detail)}" if detail else "")))
     return EXIT_OK
 
 
@@ -280,7 +311,7 @@ async def _ls(args: argparse.Namespace) -> int:
     for s in states:
         print(
             f"{s.id}  {s.queue:<12} {s.status.value:<10} {s.attempts}/{s.max_attempts}  "
-            f"{_printable(s.func)}"
+            f"{printable(s.func)}"
         )
     return EXIT_OK
 
@@ -349,9 +380,9 @@ async def _watch(args: argparse.Namespace) -> int:
         elif bar:
             width = shutil.get_terminal_size().columns
             # Redraw one line in place; clear what a longer previous line left.
-            print("\r\x1b[K" + _printable(_bar_line(state))[: width - 1], end="", flush=True)
+            print("\r\x1b[K" + printable(_bar_line(state))[: width - 1], end="", flush=True)
         else:
-            print(_printable(_plain_line(state)), flush=True)
+            print(printable(_plain_line(state)), flush=True)
     if bar and state is not None:
         print()
     return EXIT_OK if state is not None and state.status is JobStatus.COMPLETED else EXIT_FAILED
@@ -393,6 +424,10 @@ async def _operate(args: argparse.Namespace) -> int:
     return EXIT_OK if done else EXIT_FAILED
 
 
+#: The longest duration the command line takes: longer ones are typos (and overflow dates).
+MAX_DURATION = 100 * 365.25 * 86400
+
+
 def _duration(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
@@ -400,9 +435,43 @@ def _duration(text: str) -> float:
         value = float(number) * units[unit]
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 30d, 12h, 90s)") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 30d, 12h, 90s)")
     if value < 0:
         raise argparse.ArgumentTypeError("a duration cannot be negative")
+    if value > MAX_DURATION:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than 100 years")
     return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < math.inf:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def _queue_list(text: str) -> list[str]:
+    """``a,b``: the names, in order; empty names (``a,,b``, ``,``) are refused."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(
+            f"not a list of queue names: {text!r} (try --queues default,emails)"
+        )
+    return names
 
 
 async def _prune(args: argparse.Namespace) -> int:
@@ -418,7 +487,7 @@ async def _fsck(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(converter.unstructure(report), indent=2))
     else:
-        print(_printable(format_report(report)).replace("\\n", "\n"))
+        print(format_report(report))
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
@@ -428,7 +497,7 @@ async def _doctor(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(converter.unstructure(checks), indent=2))
     for check in [] if args.json else checks:
-        print(f"{check.level.value:<5} {check.name}: {_printable(check.detail)}")
+        print(f"{check.level.value:<5} {check.name}: {printable(check.detail)}")
     return EXIT_FAILED if any(c.level is Level.FAIL for c in checks) else EXIT_OK
 
 

@@ -37,6 +37,7 @@ import attrs
 from . import _durable, _ids, _names, _read, _transitions, _unique, journal
 from ._names import Marker
 from ._paths import Parts
+from ._text import printable
 from ._transitions import BY_DAY, Where
 from ._tree import Tree, path, record
 from .errors import StoreError
@@ -117,7 +118,12 @@ class _Checker:
     def report(self, kind: str, where: str, message: str, repaired: bool = False) -> None:
         level = logging.INFO if repaired else logging.WARNING
         logger.log(
-            level, "fsck %s %r: %s%s", kind, where, message, " (repaired)" if repaired else ""
+            level,
+            "fsck %s %s: %s%s",
+            kind,
+            printable(where),
+            printable(message),
+            " (repaired)" if repaired else "",
         )
         self.problems.append(Problem(kind, where, message, repaired))
 
@@ -494,8 +500,14 @@ def _kind(mode: int) -> str:
 
 
 def format_report(report: Report) -> str:
+    """
+    The report as text, one line per problem and a summary line. Paths and
+    messages come from the disk: each is escaped, so a file name cannot add a
+    line or drive the terminal.
+    """
     lines = [
-        f"{p.kind:<20} {p.path}: {p.message}{' (repaired)' if p.repaired else ''}"
+        f"{printable(p.kind):<20} {printable(p.path)}: {printable(p.message)}"
+        f"{' (repaired)' if p.repaired else ''}"
         for p in report.problems
     ]
     left = len(report.unrepaired())

@@ -59,6 +59,8 @@ class Queue:
         reserve_bytes: int = 64 * 1024 * 1024,
         durable: bool = True,
     ) -> None:
+        if not os.fspath(root).strip():  # "" would make the current directory a root
+            raise ValueError("the queue root must be a directory path, not an empty string")
         self.name = _names.check_name("queue", name)
         self.clock = clock
         self.store = Store(
@@ -174,6 +176,7 @@ class Queue:
         A job finished in this process wakes the waiter at once; otherwise it
         polls every `interval` seconds (default: from 10 ms growing to 1 s).
         """
+        _check_interval(interval)
         async for state in self.watch(job_id, interval=interval, timeout=timeout):
             if state.is_done:
                 return _outcome(state)
@@ -182,7 +185,11 @@ class Queue:
     async def watch(
         self, job_id: str, interval: float | None = 0.5, timeout: float | None = None
     ) -> AsyncIterator[JobState]:
-        """Yield the job's state each time it changes; ends after a final state."""
+        """
+        Yield the job's state each time it changes; ends after a final state. It
+        polls every `interval` seconds (None: from 10 ms growing to 1 s).
+        """
+        _check_interval(interval)
         deadline = None if timeout is None else self.clock.monotonic() + timeout
         waker = Waker()
         signals.wait_finish(self.root, job_id, waker)
@@ -301,7 +308,9 @@ class Queue:
         *,
         queue: str | None = None,
     ) -> list[JobState]:
-        """Jobs of this queue (or `queue`, ``"*"`` for all), newest first."""
+        """Jobs of this queue (or `queue`, ``"*"`` for all), newest first; `limit` >= 1."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
         wanted = None if status is None else JobStatus(status)
         return await self.io(self._list_jobs, wanted, limit, queue or self.name)
 
@@ -343,6 +352,11 @@ class Queue:
             for status, n in self.store.counts(q).items():
                 total[status] += n
         return total
+
+
+def _check_interval(interval: float | None) -> None:
+    if interval is not None and not interval > 0:  # also refuses NaN
+        raise ValueError(f"interval must be a positive number of seconds, not {interval}")
 
 
 #: What prune() deletes unless told otherwise: corrupt jobs are kept for inspection.

@@ -53,6 +53,9 @@ async def drain(
     wait_scheduled: bool = False,
     max_wait: float | None = None,
 ) -> int:
-    """Run the due jobs of `queue` (or `queues`) in this process; return the attempts run."""
-    worker = Worker(queue, queues, concurrency, handle_signals=False)
+    """
+    Run the due jobs of `queue` (or `queues`) in this process; return the attempts
+    run. Installs no signal handler (a Worker's default).
+    """
+    worker = Worker(queue, queues, concurrency)
     return await worker.run_until_empty(wait_scheduled=wait_scheduled, max_wait=max_wait)

@@ -27,6 +27,7 @@ from . import _ids, _names, tasks
 from ._clock import Clock, to_ms
 from ._inotify import Watcher
 from ._json import dumps
+from ._text import printable
 from ._wakeups import Waker, io_pool, signals
 from .context import Context
 from .doctor import mount_problems
@@ -44,6 +45,10 @@ RELIST_INTERVAL = 0.1
 PROGRESS_INTERVAL = 0.5
 #: how long a worker stops claiming after the disk was found full
 FULL_PAUSE = 1.0
+#: after an outcome could not be published, claims stop for this long, doubling up to
+#: the maximum while publishing keeps failing (DESIGN.md §4.4 rule 4)
+PUBLISH_BACKOFF_FIRST = 1.0
+PUBLISH_BACKOFF_MAX = 60.0
 #: the longest an idle worker waits between looks at its queues, by filesystem
 IDLE_POLL_LOCAL = 0.5
 IDLE_POLL_NETWORK = 0.1
@@ -72,6 +77,11 @@ class Worker:
     """
     Runs jobs of `queues` (default: the queue's own) under the queue's root,
     at most `concurrency` at a time.
+
+    With `handle_signals` (``fsjobs worker`` sets it), `run()` in the main thread
+    handles SIGTERM and SIGINT: the first stops claiming and lets running jobs
+    finish within `grace_period`; a second releases them at once. Without it the
+    worker installs no signal handler: the application decides.
     """
 
     def __init__(
@@ -88,7 +98,7 @@ class Worker:
         lease: float = 30.0,
         grace_period: float = 30.0,
         allow_import: Sequence[str] = (),
-        handle_signals: bool = True,
+        handle_signals: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -119,7 +129,8 @@ class Worker:
         self._to_finish: list[tuple[Claim, Outcome, asyncio.Future[bool]]] = []
         self._finisher: asyncio.Task[None] | None = None
         self._heartbeat: _Heartbeat | None = None
-        self._paused_until = -math.inf  # no claims before this (time.monotonic): disk full
+        self._paused_until = -math.inf  # no claims before this (time.monotonic)
+        self._publish_backoff = ClaimBackoff()
         self._stopping = False
         self._waker: Waker | None = None
         self.ran = 0
@@ -134,7 +145,7 @@ class Worker:
             self._waker.wake()
 
     async def run(self) -> None:
-        """Run jobs until cancelled or stopped (SIGTERM/SIGINT stop it gracefully)."""
+        """Run jobs until cancelled or stopped (with `handle_signals`: SIGTERM/SIGINT)."""
         await self._serve(until_empty=False, wait_scheduled=False, max_wait=None)
 
     async def run_until_empty(
@@ -168,10 +179,14 @@ class Worker:
             asyncio.get_running_loop().add_reader(bell.fd, self._on_bell, bell, waker)
         started = self.clock.monotonic()
         installed = self._install_signals() if not until_empty else []
-        logger.info("worker %s serving %s under %s", self.id, self.queues, self.queue.root)
+        logger.info(
+            "worker %s serving %s under %s", self.id, self.queues, printable(self.queue.root)
+        )
         for problem in mount_problems(self.queue.root):
             logger.warning(
-                "worker %s: unsafe mount: %s (see fsjobs doctor)", self.id, problem.detail
+                "worker %s: unsafe mount: %s (see fsjobs doctor)",
+                self.id,
+                printable(problem.detail),
             )
         listings: dict[str, deque[str]] = {q: deque() for q in self.queues}
         listed_at: dict[str, float] = dict.fromkeys(self.queues, -math.inf)
@@ -193,6 +208,9 @@ class Worker:
                     self._fence_all(silent)
                 claimed = 0 if silent > self.lease / 2 else await self._fill(listings, listed_at)
                 if until_empty and not claimed and not self._running:
+                    if self._claims_paused():  # not empty: due jobs wait for the pause to end
+                        await waker.wait(self._paused_until - time.monotonic())
+                        continue
                     pause = await self._idle_pause(wait_scheduled, max_wait, started)
                     if pause is None:
                         break
@@ -203,12 +221,15 @@ class Worker:
                     continue
                 await self._wait_for_change(waker, delay)
         finally:
-            for sig in installed:
-                asyncio.get_running_loop().remove_signal_handler(sig)
             if bell is not None:
                 asyncio.get_running_loop().remove_reader(bell.fd)
                 bell.close()
-            await self._shutdown()
+            try:
+                await self._shutdown()
+            finally:
+                # Only now: a second signal during the grace period releases the jobs.
+                for sig in installed:
+                    asyncio.get_running_loop().remove_signal_handler(sig)
             await self.queue.io(heartbeat.stop)
             await self.queue.io(self.store.unregister_worker, self.id, lock_fd, hb_fd)
             self._waker = self._heartbeat = None
@@ -251,12 +272,12 @@ class Worker:
     async def _fill(self, listings: dict[str, deque[str]], listed_at: dict[str, float]) -> int:
         """Claim jobs into free slots, taking turns among the queues. Returns how many."""
         claimed = 0
-        progress = time.monotonic() >= self._paused_until
+        progress = not self._claims_paused()
         while progress and len(self._running) < self.concurrency and not self._stopping:
             progress = False
             for q in self.queues:
                 free = self.concurrency - len(self._running)
-                if free <= 0:
+                if free <= 0 or self._claims_paused():
                     break
                 share = max(1, free // len(self.queues))
                 for claim in await self._claim_some(q, share, listings[q], listed_at):
@@ -283,11 +304,17 @@ class Worker:
                     )
                 )
                 listed_at[queue] = now
+            if self._claims_paused():  # paused while we listed (say, a publish just failed)
+                return []
             if listing:
                 claims = await self._claim_batch(queue, want, listing)
-                if claims or time.monotonic() < self._paused_until:
+                if claims or self._claims_paused():
                     return claims  # or the disk is full: stop trying for now
         return []
+
+    def _claims_paused(self) -> bool:
+        """True while claims wait for disk space or after outcomes failed to publish."""
+        return time.monotonic() < self._paused_until
 
     async def _claim_batch(self, queue: str, want: int, listing: deque[str]) -> list[Claim]:
         """
@@ -307,13 +334,16 @@ class Worker:
         for _ in range(tried):
             listing.popleft()
         if isinstance(error, StoreFull):  # that job is back in pending; wait for space
-            if self._paused_until < time.monotonic():
+            if not self._claims_paused():
                 logger.warning(
-                    "worker %s: %s; pausing claims for %.0f s", self.id, error, FULL_PAUSE
+                    "worker %s: %s; pausing claims for %.0f s",
+                    self.id,
+                    printable(error),
+                    FULL_PAUSE,
                 )
-            self._paused_until = time.monotonic() + FULL_PAUSE
+            self._paused_until = max(self._paused_until, time.monotonic() + FULL_PAUSE)
         elif error is not None:  # the store has put that job back; the next listing retries it
-            logger.error("worker %s: claiming from %s failed: %s", self.id, queue, error)
+            logger.error("worker %s: claiming from %s failed: %s", self.id, queue, printable(error))
         return claims
 
     def _give_back(self, hop: asyncio.Future[tuple[list[Claim], int, Exception | None]]) -> None:
@@ -346,8 +376,21 @@ class Worker:
         return owned, self.store.cancel_requested(job_ids)
 
     def _stop(self, task: asyncio.Task[None], reason: str) -> None:
-        self._stop_reasons[task] = reason
+        """
+        Cancel a running attempt, recording why: "cancel" (requested), "fenced" (the
+        job is someone else's now; it stays so) or "shutdown" (give the job back).
+        """
+        if self._stop_reasons.get(task) != "fenced":
+            self._stop_reasons[task] = reason
         task.cancel()
+
+    def _stop_asked(self) -> bool:
+        """
+        Whether the CancelledError the current attempt is handling was asked for by
+        this worker (or by the event loop going away), not raised by the task.
+        """
+        task = asyncio.current_task()
+        return task is not None and (task in self._stop_reasons or task.cancelling() > 0)
 
     def _fence_all(self, silent: float) -> None:
         """Our heartbeat has failed for 2/3 of the lease: others may rescue our jobs now."""
@@ -380,7 +423,7 @@ class Worker:
             )
             _, still = await asyncio.wait(list(self._running), timeout=self.grace_period)
             for task in still:
-                task.cancel()
+                self._stop(task, "shutdown")
             if still:
                 await asyncio.wait(still)
         if self._threads is not None:
@@ -401,10 +444,10 @@ class Worker:
         return installed
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        if self._stopping:  # a second signal: stop now
+        if self._stopping:  # a second signal: give the running jobs back now
             logger.warning("worker %s: %s again, releasing running jobs", self.id, sig.name)
-            for task in self._running:
-                task.cancel()
+            for task in list(self._running):
+                self._stop(task, "shutdown")
             return
         logger.info("worker %s: %s, finishing running jobs", self.id, sig.name)
         self.stop()
@@ -429,10 +472,20 @@ class Worker:
             outcome = self._retry_or_end(claim, exc, Ending.FAILED, None)
         self._finishing.add(claim.job_id)
         try:
-            await progress.flush()
+            try:
+                await progress.flush()
+            except OSError as exc:  # progress is best effort: the outcome must still be recorded
+                logger.warning(
+                    "job %s: its last progress report was lost: %s", claim.job_id, printable(exc)
+                )
             await self._publish(claim, outcome)
-        except Exception:  # the store has put the job back in pending
-            logger.exception("worker %s could not record the end of job %s", self.id, claim.job_id)
+        except Exception as exc:  # the store has put the job back; _finish_batches backs off
+            logger.error(
+                "worker %s could not record the end of job %s: %s",
+                self.id,
+                claim.job_id,
+                printable(exc),
+            )
             return
         finally:
             self._finishing.discard(claim.job_id)
@@ -463,6 +516,7 @@ class Worker:
                     if not done.done():
                         done.set_exception(exc)
                 raise
+            self._after_publishing(results)
             for (*_, done), result in zip(batch, results, strict=True):
                 if done.done():
                     continue  # its task was cancelled meanwhile; the outcome was still written
@@ -470,6 +524,31 @@ class Worker:
                     done.set_exception(result)
                 else:
                     done.set_result(result)
+
+    def _after_publishing(self, results: Sequence[bool | Exception]) -> None:
+        """
+        An outcome that could not be published (a full disk, an I/O error) means
+        the next attempt would likely fail the same way after running the task
+        again: pause claims, longer each time in a row, until one publishes.
+        """
+        errors = [r for r in results if isinstance(r, Exception)]
+        if not errors:
+            if any(r is True for r in results):
+                self._publish_backoff.succeeded()
+            return
+        now = time.monotonic()
+        pause = self._publish_backoff.failed(now)
+        if pause is None:
+            return  # those jobs were claimed before the current back-off began
+        self._paused_until = max(self._paused_until, now + pause)
+        logger.warning(
+            "worker %s could not publish the outcome of %d job(s) (%s): backing off its claims "
+            "for %.0f s",
+            self.id,
+            len(errors),
+            printable(errors[0]),
+            pause,
+        )
 
     async def _attempt(self, claim: Claim, progress: _ProgressWriter) -> Outcome:
         job = claim.job
@@ -482,7 +561,7 @@ class Worker:
             task = tasks.lookup(job.func, self.allow_import)
             task.check_kwargs(job.kwargs, uploads=claim.uploads)
         except (UnknownTask, TypeError) as exc:
-            logger.error("job %s cannot run: %s", claim.job_id, exc)
+            logger.error("job %s cannot run: %s", claim.job_id, printable(exc))
             return Outcome(Ending.FAILED, error=_error_info(exc))
         stop = threading.Event()
         ctx = Context(
@@ -518,7 +597,13 @@ class Worker:
                 expired = TimeoutError(f"the attempt exceeded its timeout of {timeout} s")
                 return self._retry_or_end(claim, expired, Ending.TIMED_OUT, None)
             return self._retry_or_end(claim, exc, Ending.FAILED, None)
-        except Exception as exc:
+        except asyncio.CancelledError as exc:
+            if self._stop_asked():  # ours: _execute gives the job back or cancels it
+                raise
+            return self._retry_or_end(claim, exc, Ending.FAILED, None)
+        except GeneratorExit:
+            raise  # this coroutine is being closed: nothing may be awaited any more
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt too: the task's failure
             return self._retry_or_end(claim, exc, Ending.FAILED, None)
         return self._completed(value)
 
@@ -550,17 +635,20 @@ class Worker:
     ) -> typing.Any:
         loop = asyncio.get_running_loop()
         assert self._threads is not None
-        future = loop.run_in_executor(self._threads, functools.partial(task.fn, **kwargs))
+        call = functools.partial(_capture, functools.partial(task.fn, **kwargs))
+        future = loop.run_in_executor(self._threads, call)
         try:
             async with deadline.scope():
-                return await asyncio.shield(future)
+                returned, value = await asyncio.shield(future)
         except (TimeoutError, asyncio.CancelledError):
             # A thread cannot be killed: tell the task (ctx.cancelled) and keep its
             # slot, and the job, until the function returns.
             stop.set()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(future)
+            await asyncio.shield(future)
             raise
+        if not returned:
+            raise value
+        return value
 
     def _retry_or_end(
         self, claim: Claim, exc: BaseException, final: Ending, delay: float | None
@@ -577,7 +665,7 @@ class Worker:
                 "job %s attempt %d failed (%s); retrying in %.1f s",
                 claim.job_id,
                 marker.attempt,
-                info.type,
+                printable(info.type),
                 delay,
             )
             return Outcome(Ending.RETRY, error=info, retry_at_ms=retry_at)
@@ -586,9 +674,48 @@ class Worker:
             claim.job_id,
             final.value,
             marker.attempt,
-            info.message,
+            printable(info.message),
         )
         return Outcome(final, error=info)
+
+
+def _capture(call: typing.Callable[[], typing.Any]) -> tuple[bool, typing.Any]:
+    """
+    Run a sync task in its thread: (True, its value) or (False, what it raised).
+    Whatever it raises, SystemExit and CancelledError included, comes back as a
+    value, so it fails the attempt instead of being taken for the event loop's own.
+    """
+    try:
+        return True, call()
+    except BaseException as exc:
+        return False, exc
+
+
+class ClaimBackoff:
+    """
+    How long a worker stops claiming after outcomes could not be published:
+    `PUBLISH_BACKOFF_FIRST` seconds, doubling each time claiming resumes and
+    publishing fails again, up to `PUBLISH_BACKOFF_MAX`; back to the start once
+    an outcome was published.
+    """
+
+    def __init__(self) -> None:
+        self.current = 0.0
+        self.until = -math.inf
+
+    def failed(self, now: float) -> float | None:
+        """
+        A publish failed at `now` (monotonic): the pause to begin, or None during
+        a pause (the job was claimed before it began: no new evidence).
+        """
+        if now < self.until:
+            return None
+        self.current = min(max(2 * self.current, PUBLISH_BACKOFF_FIRST), PUBLISH_BACKOFF_MAX)
+        self.until = now + self.current
+        return self.current
+
+    def succeeded(self) -> None:
+        self.current, self.until = 0.0, -math.inf
 
 
 class _Heartbeat(threading.Thread):

@@ -53,7 +53,7 @@ async def work(args: argparse.Namespace) -> None:
     queue = fsjobs.Queue(args.root, QUEUE)
     try:
         queue.task(name=STEP)(step)
-        worker = fsjobs.Worker(queue, concurrency=args.concurrency)
+        worker = fsjobs.Worker(queue, concurrency=args.concurrency, handle_signals=True)
         await run_until_signalled(worker)
     finally:
         queue.close()

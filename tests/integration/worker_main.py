@@ -87,6 +87,7 @@ async def serve(
             lease=lease,
             grace_period=grace,
             clock=clock,
+            handle_signals=True,
         )
         await run_until_signalled(worker)
     finally:

@@ -22,6 +22,7 @@ RANKS: dict[str, int] = {
     "_clock": 0,
     "_ids": 0,
     "_json": 0,
+    "_text": 0,
     "_inotify": 0,
     "context": 0,
     "_wakeups": 0,
