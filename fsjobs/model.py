@@ -27,21 +27,40 @@ MAX_RESULT_BYTES = 16 * 1024 * 1024
 
 
 class JobStatus(enum.StrEnum):
-    """Where a job is in its life. The value is the on-disk spelling."""
+    """
+    Where a job is in its life. The value is the on-disk spelling (a directory
+    name), so ``JobStatus("failed")`` works and ``"failed" == JobStatus.FAILED``.
 
+    Final statuses (`is_final`): completed, failed, timed_out, cancelled and
+    corrupt. A job that is not final keeps its unique key.
+    """
+
+    #: due, waiting for a worker
     PENDING = "pending"
-    SCHEDULED = "scheduled"  #: first attempt waiting for `scheduled_at`
+    #: the first attempt is waiting for `Job.scheduled_at`
+    SCHEDULED = "scheduled"
+    #: a worker is running an attempt
     RUNNING = "running"
-    RETRYING = "retrying"  #: waiting out a backoff before the next attempt
+    #: an attempt failed and attempts remain: waiting out the backoff before the next one
+    RETRYING = "retrying"
+    #: final: the task returned, and `JobState.result` holds what it returned
     COMPLETED = "completed"
+    #: final: the last attempt raised, or an attempt failed in a way no retry can fix
+    #: (an unknown task, arguments that do not fit, a result that is not JSON)
     FAILED = "failed"
+    #: final: the last attempt ran out of time
     TIMED_OUT = "timed_out"
+    #: final: cancelled with `Queue.cancel` (or ``fsjobs cancel``)
     CANCELLED = "cancelled"
-    HELD = "held"  #: an operator hold: not final, keeps its unique key
-    CORRUPT = "corrupt"  #: quarantined: its files are malformed; final
+    #: held by `Queue.hold` (or ``fsjobs hold``) until `Queue.release`: not run, not
+    #: final, keeps its unique key
+    HELD = "held"
+    #: final: quarantined because the job's own files are unusable; frees its unique key
+    CORRUPT = "corrupt"
 
     @property
     def is_final(self) -> bool:
+        """True for completed, failed, timed_out, cancelled and corrupt."""
         return self in _FINAL
 
 
@@ -66,13 +85,25 @@ FINAL_DIRS: tuple[JobStatus, ...] = (
 
 
 class _LimitType(enum.StrEnum):
+    """The kinds of `Limit`."""
+
     TIME = "time"  #: seconds of run time per attempt
     MEMORY = "memory"  #: bytes of memory (process executor only)
 
 
 @attrs.frozen
 class Limit:
-    """A resource limit on one attempt: ``Limit(Limit.Type.MEMORY, 2**30)``."""
+    """
+    A resource limit on each attempt: ``Limit(Limit.Type.TIME, 30)`` or
+    ``Limit(Limit.Type.MEMORY, 2**30)``. `value` must be a positive, finite number
+    (else `InvalidJob`); `type` may also be given as ``"time"`` or ``"memory"``.
+
+    ``Limit.Type.TIME``: seconds per attempt, like `Job.timeout` (the smaller of the
+    two applies; see `Job.effective_timeout`).
+
+    ``Limit.Type.MEMORY``: bytes of memory. Accepted and stored with the job, but
+    not enforced yet: it needs the process executor, which is not built.
+    """
 
     Type: typing.ClassVar = _LimitType
 
@@ -90,8 +121,14 @@ class Limit:
 @attrs.frozen(kw_only=True)
 class Backoff:
     """
-    How long to wait before retry n: ``initial * factor**(n-1)``, at most `maximum`,
-    spread by ±`jitter` (a fraction) so that failed jobs do not all return at once.
+    How long to wait before retry n: ``initial * factor**(n-1)`` seconds, at most
+    `maximum`, then multiplied by a random factor in ``[1 - jitter, 1 + jitter]`` so
+    that failed jobs do not all return at once.
+
+    The default, ``Backoff()``, waits about 2, 4, 8, 16 … seconds, never more than an
+    hour. ``Backoff(initial=5, factor=1)`` is a constant 5 s; ``jitter=0`` makes it
+    exact. `initial`, `factor` and `maximum` must be finite and at least 0, `jitter`
+    between 0 and 1 (else `InvalidJob`).
     """
 
     initial: float = 2.0
@@ -187,23 +224,42 @@ def _limits(value: typing.Iterable[Limit]) -> tuple[Limit, ...]:
 @attrs.frozen(kw_only=True)
 class Job:
     """
-    What to run, with what arguments and options. Immutable: the ``with_*``
-    methods return a changed copy.
+    What to run, with what arguments and options. Immutable and compared by value:
+    the ``with_*`` methods return a changed copy.
+
+    Every field is checked when the job is built: a bad value raises `InvalidJob`
+    (a `ValueError`) before anything is written. A task's ``task.job(...)`` and
+    `from_func` fill the options in from the task's defaults; ``Job(func=...)``
+    names a task by its name and uses the defaults below.
     """
 
+    #: The task name: a letter or ``_``, then up to 255 of ``[A-Za-z0-9_.:<>-]``.
     func: str = attrs.field(validator=lambda _, __, v: _names.check_task_name(v))
+    #: The task's keyword arguments: a dict with `str` keys, JSON, at most 1 MiB encoded.
     kwargs: dict[str, JSON] = attrs.field(
         factory=dict, converter=_frozen_dict, validator=_check_kwargs
     )
+    #: Lower runs first; any int from -2**31 to 2**31 - 1 (not a `bool`). Equal
+    #: priorities run in the order the jobs became due.
     priority: int = attrs.field(default=0, validator=_check_priority)
+    #: Not run before this time. Timezone-aware (a naive datetime is refused), or None.
     scheduled_at: dt.datetime | None = attrs.field(default=None, validator=_check_scheduled_at)
+    #: How many attempts may start, counting one whose worker died: 1 to 999.
     max_attempts: int = attrs.field(default=1, validator=_check_max_attempts)
+    #: Seconds per attempt, positive and finite, or None for no limit.
     timeout: float | None = attrs.field(default=None, validator=_check_timeout)
+    #: At most one unfinished job per key in the whole root, across queues: a
+    #: non-empty `str` of at most 4096 characters, or None.
     unique_key: str | None = attrs.field(default=None, validator=_check_unique_key)
+    #: `Limit` values applying to each attempt.
     limits: tuple[Limit, ...] = attrs.field(default=(), converter=_limits)
+    #: Input files: name -> `bytes` (or `bytearray`, `memoryview`) or a `pathlib.Path`
+    #: to copy at push. Names are 1-128 characters of ``[A-Za-z0-9._-]``, not starting
+    #: with ``.`` or ``-``.
     uploads: dict[str, bytes | pathlib.Path] = attrs.field(
         factory=dict, converter=_frozen_dict, validator=_check_uploads, repr=False
     )
+    #: The delays between attempts, or None for the default ``Backoff()``.
     backoff: Backoff | None = attrs.field(default=None)
 
     @backoff.validator
@@ -219,8 +275,10 @@ class Job:
         **options: typing.Any,
     ) -> Job:
         """
-        A job for `fn`: a task made with ``@queue.task`` (its options are the
-        defaults) or a plain function, named ``module.qualname``.
+        A job for `fn`: a task made with ``@queue.task`` (its name, and its options
+        as defaults that `options` override) or a plain function, named
+        ``module.qualname`` (`InvalidJob` for a function defined in ``__main__``).
+        Does not check `kwargs` against the signature; `Queue.push` does.
         """
         defaults: dict[str, typing.Any] = dict(getattr(fn, "job_defaults", {}))
         name = getattr(fn, "task_name", None)
@@ -236,35 +294,47 @@ class Job:
         return cls(func=name, kwargs=dict(kwargs or {}), **defaults)
 
     def with_kwargs(self, kwargs: Mapping[str, JSON]) -> Job:
+        """A copy with `kwargs` replaced (and checked)."""
         return attrs.evolve(self, kwargs=kwargs)
 
     def with_priority(self, priority: int) -> Job:
+        """A copy with `priority` replaced (and checked)."""
         return attrs.evolve(self, priority=priority)
 
     def with_scheduled_at(self, scheduled_at: dt.datetime | None) -> Job:
+        """A copy with `scheduled_at` replaced (and checked)."""
         return attrs.evolve(self, scheduled_at=scheduled_at)
 
     def with_max_attempts(self, max_attempts: int) -> Job:
+        """A copy with `max_attempts` replaced (and checked)."""
         return attrs.evolve(self, max_attempts=max_attempts)
 
     def with_unique_key(self, unique_key: str | None) -> Job:
+        """A copy with `unique_key` replaced (and checked)."""
         return attrs.evolve(self, unique_key=unique_key)
 
     def with_timeout(self, timeout: float | None) -> Job:
+        """A copy with `timeout` replaced (and checked)."""
         return attrs.evolve(self, timeout=timeout)
 
     def with_limits(self, limits: typing.Iterable[Limit]) -> Job:
+        """A copy with `limits` replaced (and checked)."""
         return attrs.evolve(self, limits=tuple(limits))
 
     def with_uploads(self, uploads: Mapping[str, bytes | pathlib.Path]) -> Job:
+        """A copy with `uploads` replaced (all of them, not merged) and checked."""
         return attrs.evolve(self, uploads=uploads)
 
     def with_backoff(self, backoff: Backoff | None) -> Job:
+        """A copy with `backoff` replaced (and checked)."""
         return attrs.evolve(self, backoff=backoff)
 
     @property
     def effective_timeout(self) -> float | None:
-        """The smaller of `timeout` and any time limit."""
+        """
+        The smaller of `timeout` and any ``Limit.Type.TIME`` limit, or None. A worker
+        applies it; for a job with neither, it applies the task's ``timeout=``, if any.
+        """
         times = [x.value for x in self.limits if x.type is _LimitType.TIME]
         if self.timeout is not None:
             times.append(self.timeout)
@@ -273,44 +343,75 @@ class Job:
 
 @attrs.frozen
 class ErrorInfo:
-    """Why an attempt failed."""
+    """Why an attempt failed, as `JobState.error` and `JobFailed` carry it."""
 
+    #: The exception's class name: the bare name for built-ins (``"ValueError"``),
+    #: ``"module.QualName"`` for others (``"fsjobs.errors.UnknownTask"``), or a name for
+    #: a failure that was not the task's exception: ``"WorkerLost"``, ``"CorruptJob"``,
+    #: ``"fsjobs.errors.ResultNotSerializable"`` (a result that is not JSON, or over 16 MiB).
     type: str
+    #: ``str(exception)``; may be empty.
     message: str
+    #: The formatted traceback, or ``""``.
     traceback: str = ""
 
 
 @attrs.frozen(kw_only=True)
 class JobState:
-    """A snapshot of one job, as `Queue.get` returns it."""
+    """
+    A snapshot of one job, as `Queue.get`, `Queue.wait`, `Queue.watch` and
+    `Queue.list_jobs` return it. Two snapshots are equal when every field is.
+    """
 
+    #: The job id: 22 characters, sortable by push time.
     id: str
+    #: The task name.
     func: str
+    #: The keyword arguments, as pushed.
     kwargs: dict[str, JSON]
+    #: The queue the job was pushed to.
     queue: str
+    #: Where the job is now.
     status: JobStatus
+    #: As pushed.
     priority: int
+    #: Attempts started so far, including one whose worker died.
     attempts: int
+    #: Attempts allowed (a `Queue.retry` raises it).
     max_attempts: int
+    #: When the job was pushed.
     created_at: dt.datetime
+    #: As pushed.
     scheduled_at: dt.datetime | None = None
+    #: When the latest attempt started.
     started_at: dt.datetime | None = None
+    #: When the last attempt ended; None while the job is pending, scheduled, retrying
+    #: or running.
     finished_at: dt.datetime | None = None
+    #: The latest attempt's last progress report, 0 to 100, or None.
     progress: float | None = None
+    #: The message of that report.
     progress_message: str | None = None
+    #: What the task returned, for a completed job; else None.
     result: JSON = None
+    #: Why the latest failed attempt failed (kept while the job retries), or None.
     error: ErrorInfo | None = None
+    #: The worker running the job now, or the one that ran its latest attempt.
     worker: str | None = None
+    #: As pushed.
     unique_key: str | None = None
+    #: Names of the files the last attempt wrote into ``ctx.output_dir``;
+    #: `Queue.read_output` reads them.
     outputs: tuple[str, ...] = ()
 
     @property
     def is_done(self) -> bool:
+        """``status.is_final``: the job will not change any more (unless retried)."""
         return self.status.is_final
 
     @property
     def duration(self) -> float | None:
-        """Seconds the last attempt ran, once it finished."""
+        """Seconds from `started_at` to `finished_at`, once both are known."""
         if self.started_at is None or self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
@@ -324,10 +425,18 @@ class Event:
     which data (the spec for ``pushed``; worker, error, result, progress…).
     """
 
+    #: The record type: ``pushed``, ``claimed``, ``progress``, ``failed``,
+    #: ``retrying``, ``completed``…; the on-disk format page lists them all.
     type: str
+    #: When the record was written (UTC).
     at: dt.datetime
+    #: The journal segment: 0 for the push; each claim, rescue, retry or hold opens the next.
     epoch: int
+    #: The attempt the record belongs to, where the record says.
     attempt: int | None = None
+    #: The rest of the record: the spec for ``pushed``, the worker for ``claimed``, the
+    #: error and traceback for ``failed``, the result for ``completed``, percent and
+    #: message for ``progress``.
     data: dict[str, JSON] = attrs.field(factory=dict)
     #: True for a record a fenced worker wrote after its job was rescued: it does not count.
     fenced: bool = False
