@@ -41,7 +41,6 @@ def run(page: str, blocks: list[dict[str, typing.Any]]) -> None:
             if block["compile_only"]:
                 continue
             if code.co_flags & inspect.CO_COROUTINE:
-                asyncio.set_event_loop(loop)
                 loop.run_until_complete(eval(code, namespace))
             else:
                 exec(code, namespace)
