@@ -35,7 +35,6 @@ suppress_warnings = ["misc.highlighting_failure"]
 # MyST: heading anchors as GitHub makes them, so `page.md#some-heading` links work in
 # both places (scripts/check_docs.py checks them with GitHub's rules).
 myst_heading_anchors = 6
-myst_enable_extensions = ["deflist"]
 
 # In docstrings, `name` is a cross-reference to a Python object (unresolved ones stay
 # plain text); ``name`` is literal code.
