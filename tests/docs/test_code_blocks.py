@@ -115,6 +115,76 @@ def test_python_blocks_say_python(page: pathlib.Path) -> None:
     assert not lines, f"{name(page)}: fence a Python block as ```python (lines {lines})"
 
 
+def run_blocks(
+    page: str, blocks: list[Block], tmp_path: pathlib.Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run `blocks` as the page `page` with tests/docs/run_page.py, in a fresh directory."""
+    tmp_path.mkdir(exist_ok=True)
+    spec = tmp_path / "blocks.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "page": page,
+                "blocks": [
+                    {"line": b.line, "source": b.source, "compile_only": b.compile_only}
+                    for b in blocks
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    return subprocess.run(
+        [sys.executable, "-W", "error", str(RUNNER), str(spec)],
+        cwd=cwd,
+        env=dict(env, FSJOBS_ROOT=str(tmp_path / "root")),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+
+
+def test_the_runner(tmp_path: pathlib.Path, subprocess_env: dict[str, str]) -> None:
+    """
+    Blocks share a namespace and may await; a compile-only block is compiled, not run;
+    a failing block fails the page with a traceback at the page's own line.
+    """
+    text = "\n".join(
+        [
+            "```python",
+            "import asyncio",
+            "n = 1",
+            "```",
+            "```{code-block} python",
+            ":class: compile-only",
+            "",
+            "import a_library_that_is_not_installed",
+            "```",
+            "```python",
+            "await asyncio.sleep(0)",
+            "n += 1",
+            "print('n is', n)",
+            "```",
+            "```python",
+            "",
+            "raise ValueError(n)",
+            "```",
+        ]
+    )
+    blocks = python_blocks(text)
+    ok = run_blocks("docs/example.md", blocks[:3], tmp_path / "ok", subprocess_env)
+    assert ok.returncode == 0, ok.stderr
+    assert "n is 2" in ok.stdout
+    bad = run_blocks("docs/example.md", blocks, tmp_path / "bad", subprocess_env)
+    assert bad.returncode != 0
+    assert 'File "docs/example.md", line 17' in bad.stderr
+    assert "ValueError: 2" in bad.stderr
+    broken = [Block(1, "def f(:\n", compile_only=True)]
+    assert run_blocks("docs/x.md", broken, tmp_path / "broken", subprocess_env).returncode != 0
+
+
 def outside_the_sandbox(page: pathlib.Path) -> list[str]:
     """Absolute paths named by the page's blocks that run: each would write outside the test."""
     found = []
@@ -143,25 +213,9 @@ def test_page_runs(
     """
     outside = outside_the_sandbox(page)
     assert not outside, "blocks name paths outside the test's directory:\n" + "\n".join(outside)
-    spec = tmp_path / "blocks.json"
-    blocks = [
-        {"line": b.line, "source": b.source, "compile_only": b.compile_only} for b in BLOCKS[page]
-    ]
-    spec.write_text(json.dumps({"page": name(page), "blocks": blocks}), encoding="utf-8")
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    env = dict(subprocess_env, FSJOBS_ROOT=str(tmp_path / "root"))
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", str(RUNNER), str(spec)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    proc = run_blocks(name(page), BLOCKS[page], tmp_path, subprocess_env)
     report = f"exit code {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
     assert proc.returncode == 0, report
-    assert f"{len(blocks)} block(s) ran" in proc.stdout, report
+    assert f"{len(BLOCKS[page])} block(s) ran" in proc.stdout, report
     for sign in ("Traceback", "Exception ignored", "Warning:", "was never awaited"):
         assert sign not in proc.stderr, report
