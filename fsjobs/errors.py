@@ -20,11 +20,17 @@ built-in, from that built-in too::
     │   ├── StoreFull                    below the free-space reserve, or ENOSPC
     │   ├── PublishFailed                an attempt ran, but its outcome could not be recorded
     │   └── FormatError                  the root holds an unknown or damaged format
-    └── CorruptRecord (ValueError)       a journal line failed its checksum or schema
-        └── UnknownRecordType            a valid record of a type this fsjobs does not know
+    ├── CorruptRecord (ValueError)       a journal line failed its checksum or schema
+    │   └── UnknownRecordType            a valid record of a type this fsjobs does not know
+    └── Retry                            raised by a task to ask for another attempt
 
-The class docstring is the default message, so ``raise JobNotFound()`` still says
-something useful (procrastinate's habit).
+So ``except ValueError`` catches `InvalidJob`, and ``except TimeoutError`` catches
+`WaitTimeout`. Errors a worker records as a job's error (`UnknownTask`,
+`ResultNotSerializable`) reach you in `JobState.error` and `JobFailed`, with
+``ErrorInfo.type`` such as ``"fsjobs.errors.UnknownTask"``.
+
+The class docstring is the default message, so ``raise UniqueKeyBusy()`` still says
+something useful (procrastinate's habit); keep each one a single sentence.
 """
 
 from __future__ import annotations
@@ -51,12 +57,14 @@ class JobNotFound(FsJobsError, LookupError):
     """No job with this id exists under the queue root."""
 
     def __init__(self, job_id: str, message: str | None = None) -> None:
+        #: The id that was looked for.
         self.job_id = job_id
         super().__init__(message or f"no job {job_id!r} under this root")
 
 
 class _StateError(FsJobsError):
     def __init__(self, state: JobState, message: str | None = None) -> None:
+        #: The job's `JobState` when the error was raised.
         self.state = state
         super().__init__(message or f"job {state.id} is {state.status.value}")
 
@@ -96,6 +104,8 @@ class PushError(FsJobsError):
     """push_many() stopped part-way; `published_ids` were pushed, the rest were not."""
 
     def __init__(self, message: str, published_ids: list[str]) -> None:
+        #: The ids of the jobs that were pushed (and must not be pushed again); the
+        #: original error is the `PushError`'s ``__cause__``.
         self.published_ids = published_ids
         super().__init__(message)
 
@@ -132,5 +142,7 @@ class Retry(FsJobsError):
     """Raised by a task to ask for another attempt, after `delay` seconds (or the backoff)."""
 
     def __init__(self, delay: float | None = None, message: str | None = None) -> None:
+        #: Seconds before the next attempt, or None for the job's backoff. The retry
+        #: uses an attempt; when none remains, the job fails with this error.
         self.delay = delay
         super().__init__(message or "the task asked to be retried")

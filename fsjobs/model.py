@@ -40,13 +40,25 @@ def check_json(what: str, value: object, limit: int) -> int:
 
 
 class _LimitType(enum.StrEnum):
+    """The kinds of `Limit`."""
+
     TIME = "time"  #: seconds of run time per attempt
     MEMORY = "memory"  #: bytes of memory (process executor only)
 
 
 @attrs.frozen
 class Limit:
-    """A resource limit on one attempt: ``Limit(Limit.Type.MEMORY, 2**30)``."""
+    """
+    A resource limit on each attempt: ``Limit(Limit.Type.TIME, 30)`` or
+    ``Limit(Limit.Type.MEMORY, 2**30)``. `value` must be a positive, finite number
+    (else `InvalidJob`); `type` may also be given as ``"time"`` or ``"memory"``.
+
+    ``Limit.Type.TIME``: seconds per attempt, like `Job.timeout` (the smaller of the
+    two applies; see `Job.effective_timeout`).
+
+    ``Limit.Type.MEMORY``: bytes of memory. Accepted and stored with the job, but
+    not enforced yet: it needs the process executor, which is not built.
+    """
 
     Type: typing.ClassVar = _LimitType
 
@@ -64,8 +76,14 @@ class Limit:
 @attrs.frozen(kw_only=True)
 class Backoff:
     """
-    How long to wait before retry n: ``initial * factor**(n-1)``, at most `maximum`,
-    spread by ±`jitter` (a fraction) so that failed jobs do not all return at once.
+    How long to wait before retry n: ``initial * factor**(n-1)`` seconds, at most
+    `maximum`, then multiplied by a random factor in ``[1 - jitter, 1 + jitter]`` so
+    that failed jobs do not all return at once.
+
+    The default, ``Backoff()``, waits about 2, 4, 8, 16 … seconds, never more than an
+    hour. ``Backoff(initial=5, factor=1)`` is a constant 5 s; ``jitter=0`` makes it
+    exact. `initial`, `factor` and `maximum` must be finite and at least 0, `jitter`
+    between 0 and 1 (else `InvalidJob`).
     """
 
     initial: float = 2.0
@@ -161,23 +179,42 @@ def _limits(value: typing.Iterable[Limit]) -> tuple[Limit, ...]:
 @attrs.frozen(kw_only=True)
 class Job:
     """
-    What to run, with what arguments and options. Immutable: the ``with_*``
-    methods return a changed copy.
+    What to run, with what arguments and options. Immutable and compared by value:
+    the ``with_*`` methods return a changed copy.
+
+    Every field is checked when the job is built: a bad value raises `InvalidJob`
+    (a `ValueError`) before anything is written. A task's ``task.job(...)`` and
+    `from_func` fill the options in from the task's defaults; ``Job(func=...)``
+    names a task by its name and uses the defaults below.
     """
 
+    #: The task name: a letter or ``_``, then up to 255 of ``[A-Za-z0-9_.:<>-]``.
     func: str = attrs.field(validator=lambda _, __, v: _names.check_task_name(v))
+    #: The task's keyword arguments: a dict with `str` keys, JSON, at most 1 MiB encoded.
     kwargs: dict[str, JSON] = attrs.field(
         factory=dict, converter=_frozen_dict, validator=_check_kwargs
     )
+    #: Lower runs first; any int from -2**31 to 2**31 - 1 (not a `bool`). Equal
+    #: priorities run in the order the jobs became due.
     priority: int = attrs.field(default=0, validator=_check_priority)
+    #: Not run before this time. Timezone-aware (a naive datetime is refused), or None.
     scheduled_at: dt.datetime | None = attrs.field(default=None, validator=_check_scheduled_at)
+    #: How many attempts may start, counting one whose worker died: 1 to 999.
     max_attempts: int = attrs.field(default=1, validator=_check_max_attempts)
+    #: Seconds per attempt, positive and finite, or None for no limit.
     timeout: float | None = attrs.field(default=None, validator=_check_timeout)
+    #: At most one unfinished job per key in the whole root, across queues: a
+    #: non-empty `str` of at most 4096 characters, or None.
     unique_key: str | None = attrs.field(default=None, validator=_check_unique_key)
+    #: `Limit` values applying to each attempt.
     limits: tuple[Limit, ...] = attrs.field(default=(), converter=_limits)
+    #: Input files: name -> `bytes` (or `bytearray`, `memoryview`) or a `pathlib.Path`
+    #: to copy at push. Names are 1-128 characters of ``[A-Za-z0-9._-]``, not starting
+    #: with ``.`` or ``-``.
     uploads: dict[str, bytes | pathlib.Path] = attrs.field(
         factory=dict, converter=_frozen_dict, validator=_check_uploads, repr=False
     )
+    #: The delays between attempts, or None for the default ``Backoff()``.
     backoff: Backoff | None = attrs.field(default=None)
 
     @backoff.validator
@@ -193,8 +230,10 @@ class Job:
         **options: typing.Any,
     ) -> Job:
         """
-        A job for `fn`: a task made with ``@queue.task`` (its options are the
-        defaults) or a plain function, named ``module.qualname``.
+        A job for `fn`: a task made with ``@queue.task`` (its name, and its options
+        as defaults that `options` override) or a plain function, named
+        ``module.qualname`` (`InvalidJob` for a function defined in ``__main__``).
+        Does not check `kwargs` against the signature; `Queue.push` does.
         """
         defaults: dict[str, typing.Any] = dict(getattr(fn, "job_defaults", {}))
         name = getattr(fn, "task_name", None)
@@ -210,35 +249,47 @@ class Job:
         return cls(func=name, kwargs=dict(kwargs or {}), **defaults)
 
     def with_kwargs(self, kwargs: Mapping[str, JSON]) -> Job:
+        """A copy with `kwargs` replaced (and checked)."""
         return attrs.evolve(self, kwargs=kwargs)
 
     def with_priority(self, priority: int) -> Job:
+        """A copy with `priority` replaced (and checked)."""
         return attrs.evolve(self, priority=priority)
 
     def with_scheduled_at(self, scheduled_at: dt.datetime | None) -> Job:
+        """A copy with `scheduled_at` replaced (and checked)."""
         return attrs.evolve(self, scheduled_at=scheduled_at)
 
     def with_max_attempts(self, max_attempts: int) -> Job:
+        """A copy with `max_attempts` replaced (and checked)."""
         return attrs.evolve(self, max_attempts=max_attempts)
 
     def with_unique_key(self, unique_key: str | None) -> Job:
+        """A copy with `unique_key` replaced (and checked)."""
         return attrs.evolve(self, unique_key=unique_key)
 
     def with_timeout(self, timeout: float | None) -> Job:
+        """A copy with `timeout` replaced (and checked)."""
         return attrs.evolve(self, timeout=timeout)
 
     def with_limits(self, limits: typing.Iterable[Limit]) -> Job:
+        """A copy with `limits` replaced (and checked)."""
         return attrs.evolve(self, limits=tuple(limits))
 
     def with_uploads(self, uploads: Mapping[str, bytes | pathlib.Path]) -> Job:
+        """A copy with `uploads` replaced (all of them, not merged) and checked."""
         return attrs.evolve(self, uploads=uploads)
 
     def with_backoff(self, backoff: Backoff | None) -> Job:
+        """A copy with `backoff` replaced (and checked)."""
         return attrs.evolve(self, backoff=backoff)
 
     @property
     def effective_timeout(self) -> float | None:
-        """The smaller of `timeout` and any time limit."""
+        """
+        The smaller of `timeout` and any ``Limit.Type.TIME`` limit, or None. A worker
+        applies it; for a job with neither, it applies the task's ``timeout=``, if any.
+        """
         times = [x.value for x in self.limits if x.type is _LimitType.TIME]
         if self.timeout is not None:
             times.append(self.timeout)

@@ -16,21 +16,40 @@ from ._json import JSON
 
 
 class JobStatus(enum.StrEnum):
-    """Where a job is in its life. The value is the on-disk spelling."""
+    """
+    Where a job is in its life. The value is the on-disk spelling (a directory
+    name), so ``JobStatus("failed")`` works and ``"failed" == JobStatus.FAILED``.
 
+    Final statuses (`is_final`): completed, failed, timed_out, cancelled and
+    corrupt. A job that is not final keeps its unique key.
+    """
+
+    #: due, waiting for a worker
     PENDING = "pending"
-    SCHEDULED = "scheduled"  #: first attempt waiting for `scheduled_at`
+    #: the first attempt is waiting for `Job.scheduled_at`
+    SCHEDULED = "scheduled"
+    #: a worker is running an attempt
     RUNNING = "running"
-    RETRYING = "retrying"  #: waiting out a backoff before the next attempt
+    #: an attempt failed and attempts remain: waiting out the backoff before the next one
+    RETRYING = "retrying"
+    #: final: the task returned, and `JobState.result` holds what it returned
     COMPLETED = "completed"
+    #: final: the last attempt raised, or an attempt failed in a way no retry can fix
+    #: (an unknown task, arguments that do not fit, a result that is not JSON)
     FAILED = "failed"
+    #: final: the last attempt ran out of time
     TIMED_OUT = "timed_out"
+    #: final: cancelled with `Queue.cancel` (or ``fsjobs cancel``)
     CANCELLED = "cancelled"
-    HELD = "held"  #: an operator hold: not final, keeps its unique key
-    CORRUPT = "corrupt"  #: quarantined: its files are malformed; final
+    #: held by `Queue.hold` (or ``fsjobs hold``) until `Queue.release`: not run, not
+    #: final, keeps its unique key
+    HELD = "held"
+    #: final: quarantined because the job's own files are unusable; frees its unique key
+    CORRUPT = "corrupt"
 
     @property
     def is_final(self) -> bool:
+        """True for completed, failed, timed_out, cancelled and corrupt."""
         return self in _FINAL
 
 
@@ -43,7 +62,7 @@ _FINAL = frozenset(
         JobStatus.CORRUPT,
     }
 )
-#: Statuses whose markers live in a per-day directory named after the status.
+#: Statuses whose markers live in a per-day final directory named after the status.
 FINAL_DIRS: tuple[JobStatus, ...] = (
     JobStatus.COMPLETED,
     JobStatus.FAILED,
@@ -56,47 +75,77 @@ FINAL_DIRS: tuple[JobStatus, ...] = (
 
 @attrs.frozen
 class ErrorInfo:
-    """Why an attempt failed: the exception's type, its message and its traceback."""
+    """Why an attempt failed, as `JobState.error` and `JobFailed` carry it."""
 
+    #: The exception's class name: the bare name for built-ins (``"ValueError"``),
+    #: ``"module.QualName"`` for others (``"fsjobs.errors.UnknownTask"``), or a name for
+    #: a failure that was not the task's exception: ``"WorkerLost"``, ``"CorruptJob"``,
+    #: ``"fsjobs.errors.ResultNotSerializable"`` (a result that is not JSON, or over 16 MiB).
     type: str
+    #: ``str(exception)``; may be empty.
     message: str
+    #: The formatted traceback, or ``""``.
     traceback: str = ""
 
 
 @attrs.frozen(kw_only=True)
 class JobState:
-    """A snapshot of one job, as `Queue.get` returns it."""
+    """
+    A snapshot of one job, as `Queue.get`, `Queue.wait`, `Queue.watch` and
+    `Queue.list_jobs` return it. Two snapshots are equal when every field is.
+    """
 
+    #: The job id: 22 characters, sortable by push time.
     id: str
+    #: The task name.
     func: str
+    #: The keyword arguments, as pushed.
     kwargs: dict[str, JSON]
+    #: The queue the job was pushed to.
     queue: str
+    #: Where the job is now.
     status: JobStatus
+    #: As pushed.
     priority: int
+    #: Attempts started so far, including one whose worker died.
     attempts: int
+    #: Attempts allowed (a `Queue.retry` raises it).
     max_attempts: int
+    #: When the job was pushed.
     created_at: dt.datetime
+    #: As pushed.
     scheduled_at: dt.datetime | None = None
-    #: when a pending, scheduled or retrying job is due: its next run, at the earliest
+    #: When a pending, scheduled or retrying job is due: its next run, at the earliest.
     ready_at: dt.datetime | None = None
+    #: When the latest attempt started.
     started_at: dt.datetime | None = None
+    #: When the last attempt ended; None while the job is pending, scheduled, retrying
+    #: or running.
     finished_at: dt.datetime | None = None
+    #: The latest attempt's last progress report, 0 to 100, or None.
     progress: float | None = None
+    #: The message of that report.
     progress_message: str | None = None
+    #: What the task returned, for a completed job; else None.
     result: JSON = None
+    #: Why the latest failed attempt failed (kept while the job retries), or None.
     error: ErrorInfo | None = None
+    #: The worker running the job now, or the one that ran its latest attempt.
     worker: str | None = None
+    #: As pushed.
     unique_key: str | None = None
+    #: Names of the files the last attempt wrote into ``ctx.output_dir``;
+    #: `Queue.read_output` reads them.
     outputs: tuple[str, ...] = ()
 
     @property
     def is_done(self) -> bool:
-        """True once the job is final (completed, failed, timed out, cancelled or corrupt)."""
+        """``status.is_final``: the job will not change any more (unless retried)."""
         return self.status.is_final
 
     @property
     def duration(self) -> float | None:
-        """Seconds the last attempt ran, once it finished."""
+        """Seconds from `started_at` to `finished_at`, once both are known."""
         if self.started_at is None or self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
@@ -110,10 +159,18 @@ class Event:
     which data (the spec for ``pushed``; worker, error, result, progress…).
     """
 
+    #: The record type: ``pushed``, ``claimed``, ``progress``, ``failed``,
+    #: ``retrying``, ``completed``…; the on-disk format page lists them all.
     type: str
+    #: When the record was written (UTC).
     at: dt.datetime
+    #: The journal segment: 0 for the push; each claim, rescue, retry or hold opens the next.
     epoch: int
+    #: The attempt the record belongs to, where the record says.
     attempt: int | None = None
+    #: The rest of the record: the spec for ``pushed``, the worker for ``claimed``, the
+    #: error and traceback for ``failed``, the result for ``completed``, percent and
+    #: message for ``progress``.
     data: dict[str, JSON] = attrs.field(factory=dict)
     #: True for a record a fenced worker wrote after its job was rescued: it does not count.
     fenced: bool = False

@@ -1,17 +1,21 @@
 """
-Check the documentation: ``python scripts/check_docs.py`` (run by ``nox -s docs``).
+Check the documentation: ``python scripts/check_docs.py`` (run by ``nox -s docs``
+before the Sphinx build, which checks the rest with warnings as errors).
 
 Three promises, each easy to break without noticing:
 
 1. Every runnable example is documented: each ``examples/*.py`` is mentioned, as
-   ``examples/<name>.py``, in README.md or in some ``docs/*.md``.
-2. Every relative link resolves: in README.md and ``docs/*.md``, each link or image
-   that is not a URL points to a file or directory that exists, and a ``#fragment``
-   into a Markdown file names one of its headings (GitHub's anchor rules).
-3. Every page is reachable: each ``docs/*.md`` is linked from ``docs/index.md``.
+   ``examples/<name>.py``, in README.md or in some page under ``docs/``.
+2. Every relative link resolves, on GitHub as on the site: in README.md, CHANGELOG.md
+   and every ``docs/**/*.md``, each link or image that is not a URL points to a file
+   or directory that exists, and a ``#fragment`` into a Markdown file names one of its
+   headings (GitHub's anchor rules, which MyST's ``myst_heading_anchors`` follows).
+3. Every page is in the site: each ``docs/**/*.md`` is listed in the ``{toctree}`` of
+   ``docs/index.md``, and every entry there is a page.
 
-Links inside code (fenced blocks and backtick spans) are ignored. Standard library
-only, so it runs before anything is installed. Exits 1 with one line per problem.
+Links inside code (fenced blocks, MyST directives, backtick spans) are ignored.
+Standard library only, so it runs before anything is installed. Exits 1 with one line
+per problem.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 INDEX = DOCS / "index.md"
+BUILD = DOCS / "_build"
 
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1")
@@ -33,6 +38,7 @@ REFERENCE_DEF = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s.*)?$")
 HEADING = re.compile(r"^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 HTML_ANCHOR = re.compile(r"""<a\s+(?:name|id)=["']([^"']+)["']""")
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+TOCTREE = re.compile(r"^ {0,3}(`{3,}|~{3,})\{toctree\}")
 
 
 def prose_lines(text: str) -> Iterator[tuple[int, str]]:
@@ -53,11 +59,11 @@ def prose_lines(text: str) -> Iterator[tuple[int, str]]:
 def links(text: str) -> Iterator[tuple[int, str]]:
     """(line number, target) of every inline link, image and reference definition."""
     for number, line in prose_lines(text):
-        for match in INLINE_LINK.finditer(line):
-            yield number, match.group(1)
-        match = REFERENCE_DEF.match(line)
-        if match:
-            yield number, match.group(1)
+        for link in INLINE_LINK.finditer(line):
+            yield number, link.group(1)
+        definition = REFERENCE_DEF.match(line)
+        if definition:
+            yield number, definition.group(1)
 
 
 def slug(heading: str) -> str:
@@ -111,10 +117,31 @@ def check_link(page: Path, number: int, target: str) -> str | None:
     return None
 
 
+def doc_pages() -> list[Path]:
+    """Every Markdown page of the site, build output excluded."""
+    return sorted(p for p in DOCS.rglob("*.md") if BUILD not in p.parents)
+
+
+def toctree_entries(text: str) -> Iterator[str]:
+    """The entries of every ``{toctree}`` fence: its lines that are not options or blank."""
+    fence: str | None = None
+    for line in text.splitlines():
+        if fence is None:
+            match = TOCTREE.match(line)
+            if match:
+                fence = match.group(1)
+            continue
+        stripped = line.strip()
+        if stripped.startswith(fence[0] * len(fence)) and not stripped.strip(fence[0]):
+            fence = None
+        elif stripped and not stripped.startswith(":"):
+            yield stripped
+
+
 def main() -> int:
-    pages = sorted(DOCS.glob("*.md"))
-    readme = REPO / "README.md"
-    checked = [*pages, *([readme] if readme.exists() else [])]
+    pages = doc_pages()
+    extra = [REPO / "README.md", REPO / "CHANGELOG.md"]
+    checked = [*pages, *(p for p in extra if p.exists())]
     texts = {page: page.read_text(encoding="utf-8") for page in checked}
     problems: list[str] = []
 
@@ -122,7 +149,7 @@ def main() -> int:
     for example in sorted((REPO / "examples").glob("*.py")):
         mention = f"examples/{example.name}"
         if not any(mention in text for text in texts.values()):
-            problems.append(f"{mention} is not mentioned in README.md or any docs/*.md")
+            problems.append(f"{mention} is not mentioned in README.md or any page under docs/")
 
     # 2. Every relative link resolves.
     for page, text in texts.items():
@@ -131,25 +158,29 @@ def main() -> int:
             if problem:
                 problems.append(problem)
 
-    # 3. Every docs page is linked from the index.
+    # 3. Every docs page is in the index's toctree, and every entry is a page.
     if not INDEX.exists():
         problems.append("docs/index.md does not exist")
     else:
-        linked = {
-            (INDEX.parent / target.partition("#")[0]).resolve()
-            for _, target in links(texts[INDEX])
-            if target.partition("#")[0] and not URL.match(target)
-        }
+        listed = set()
+        for entry in toctree_entries(texts[INDEX]):
+            path = (DOCS / entry).with_suffix(".md")
+            if not path.exists():
+                problems.append(f"docs/index.md: toctree entry {entry!r}: no {path.name}")
+            listed.add(path.resolve())
+        if not listed:
+            problems.append("docs/index.md has no {toctree} with any page")
         for page in pages:
-            if page != INDEX and page.resolve() not in linked:
-                problems.append(f"docs/{page.name} is not linked from docs/index.md")
+            if page != INDEX and page.resolve() not in listed:
+                name = page.relative_to(DOCS).as_posix()
+                problems.append(f"docs/{name} is not in the toctree of docs/index.md")
 
     if problems:
         sys.stderr.write(f"check_docs: {len(problems)} problem(s):\n")
         sys.stderr.writelines(f"  {p}\n" for p in problems)
         return 1
     sys.stdout.write(
-        f"check_docs: {len(pages)} docs pages, README.md and "
+        f"check_docs: {len(pages)} docs pages, README.md, CHANGELOG.md and "
         f"{len(list((REPO / 'examples').glob('*.py')))} examples: all links resolve\n"
     )
     return 0
