@@ -211,6 +211,18 @@ def read_file(dir_fd: int, name: str, limit: int) -> bytes:
         os.close(fd)
 
 
+def kind_of(mode: int) -> str:
+    """What an ``st_mode`` is, in words: file, directory, symlink, FIFO, socket or device."""
+    kinds = (
+        (stat.S_ISREG, "file"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISLNK, "symlink"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "device")
+
+
 def unlink_quiet(dir_fd: int, name: str) -> None:
     try:
         os.unlink(name, dir_fd=dir_fd)

@@ -173,7 +173,7 @@ class _Checker:
                         st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                     except FileNotFoundError:
                         continue  # moved on while we looked
-                    kind = _kind(st.st_mode)
+                    kind = _durable.kind_of(st.st_mode)
                     wrong_kind = dirs is not None and (kind == "directory") != dirs
                     if kind == "symlink":
                         self.report("symlink", path(parts, name), "symlinks are never followed")
@@ -483,20 +483,6 @@ class _Checker:
                 _durable.unlink_quiet(wfd, name)
                 removed = True
             self.report("dead-worker", f"workers/{name}", "lock file of a dead worker", removed)
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "directory"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    return "device"
 
 
 def format_report(report: Report) -> str:

@@ -12,65 +12,37 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import logging
 import math
 import signal
 import threading
 import time
-import traceback
 import typing
 from collections import deque
 from collections.abc import Sequence
 
-from . import _ids, _names, tasks
+from . import _ids, _names
+from ._attempt import ProgressWriter, Runner
 from ._clock import Clock, to_ms
 from ._inotify import Watcher
-from ._json import dumps
+from ._pacing import Heartbeat, Publisher
 from ._text import printable
 from ._wakeups import Waker, io_pool, signals
-from .context import Context
 from .doctor import mount_problems
-from .errors import ResultNotSerializable, Retry, StoreFull, UnknownTask
-from .model import DEFAULT_BACKOFF, MAX_RESULT_BYTES, to_json_result
+from .errors import StoreFull
 from .queue import Queue
-from .states import ErrorInfo
-from .store import Claim, Ending, Outcome, Store
+from .store import Claim, Ending, Outcome
 
 logger = logging.getLogger(__name__)
 
 #: A busy worker re-lists a queue's head at least this often, so a better job
 #: pushed later is taken soon (DESIGN.md §2.1 rule 1).
 RELIST_INTERVAL = 0.1
-PROGRESS_INTERVAL = 0.5
 #: how long a worker stops claiming after the disk was found full
 FULL_PAUSE = 1.0
-#: after an outcome could not be published, claims stop for this long, doubling up to
-#: the maximum while publishing keeps failing (DESIGN.md §4.4 rule 4)
-PUBLISH_BACKOFF_FIRST = 1.0
-PUBLISH_BACKOFF_MAX = 60.0
 #: the longest an idle worker waits between looks at its queues, by filesystem
 IDLE_POLL_LOCAL = 0.5
 IDLE_POLL_NETWORK = 0.1
-
-
-#: Why a claimed job whose last attempt already ran ends failed, by `Claim.exhausted_by`.
-_EXHAUSTED = {
-    "WorkerLost": ErrorInfo("WorkerLost", "the worker running its last attempt died"),
-    "PublishFailed": ErrorInfo(
-        "PublishFailed", "the outcome of its last attempt could not be recorded"
-    ),
-}
-
-
-def _error_info(exc: BaseException) -> ErrorInfo:
-    kind = type(exc)
-    name = (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else f"{kind.__module__}.{kind.__qualname__}"
-    )
-    return ErrorInfo(name, str(exc), "".join(traceback.format_exception(exc)))
 
 
 class Worker:
@@ -126,11 +98,10 @@ class Worker:
         #: why a running task was cancelled: "cancel" or "fenced" (otherwise: shutdown)
         self._stop_reasons: dict[asyncio.Task[None], str] = {}
         self._finishing: set[str] = set()
-        self._to_finish: list[tuple[Claim, Outcome, asyncio.Future[bool]]] = []
-        self._finisher: asyncio.Task[None] | None = None
-        self._heartbeat: _Heartbeat | None = None
+        self._publisher = Publisher(self.queue, self.id, self._pause_claims)
+        self._heartbeat: Heartbeat | None = None
+        self._runner: Runner | None = None
         self._paused_until = -math.inf  # no claims before this (time.monotonic)
-        self._publish_backoff = ClaimBackoff()
         self._stopping = False
         self._waker: Waker | None = None
         self.ran = 0
@@ -169,10 +140,11 @@ class Worker:
         self._threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix=f"fsjobs-task-{self.id}"
         )
+        self._runner = Runner(self.queue, self.clock, self.allow_import, self._threads)
         self._waker = waker = Waker()
         signals.on_push(self.queue.root, waker)
         lock_fd, hb_fd = await self.queue.io(self.store.register_worker, self.id)
-        self._heartbeat = heartbeat = _Heartbeat(self.store, hb_fd, self.lease / 6)
+        self._heartbeat = heartbeat = Heartbeat(self.store, hb_fd, self.lease / 6)
         heartbeat.start()
         bell = await self.queue.io(self.store.watch, self.queues)
         if bell is not None:
@@ -312,6 +284,10 @@ class Worker:
                     return claims  # or the disk is full: stop trying for now
         return []
 
+    def _pause_claims(self, seconds: float) -> None:
+        """Claim nothing for `seconds` (a full disk, outcomes that could not be published)."""
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
     def _claims_paused(self) -> bool:
         """True while claims wait for disk space or after outcomes failed to publish."""
         return time.monotonic() < self._paused_until
@@ -341,7 +317,7 @@ class Worker:
                     printable(error),
                     FULL_PAUSE,
                 )
-            self._paused_until = max(self._paused_until, time.monotonic() + FULL_PAUSE)
+            self._pause_claims(FULL_PAUSE)
         elif error is not None:  # the store has put that job back; the next listing retries it
             logger.error("worker %s: claiming from %s failed: %s", self.id, queue, printable(error))
         return claims
@@ -455,9 +431,10 @@ class Worker:
     # -- one attempt -------------------------------------------------------------
 
     async def _execute(self, claim: Claim) -> None:
-        progress = _ProgressWriter(self.queue, claim)
+        assert self._runner is not None
+        progress = ProgressWriter(self.queue, claim)
         try:
-            outcome = await self._attempt(claim, progress)
+            outcome = await self._runner.run(claim, progress, self._stop_asked)
         except asyncio.CancelledError:
             current = asyncio.current_task()
             reason = "shutdown" if current is None else self._stop_reasons.get(current, "shutdown")
@@ -469,7 +446,7 @@ class Worker:
             outcome = Outcome(Ending.CANCELLED if reason == "cancel" else Ending.GIVE_BACK)
         except Exception as exc:  # preparing the attempt failed (e.g. an unreadable upload)
             logger.exception("job %s could not be started", claim.job_id)
-            outcome = self._retry_or_end(claim, exc, Ending.FAILED, None)
+            outcome = self._runner.retry_or_end(claim, exc, Ending.FAILED, None)
         self._finishing.add(claim.job_id)
         try:
             try:
@@ -478,7 +455,7 @@ class Worker:
                 logger.warning(
                     "job %s: its last progress report was lost: %s", claim.job_id, printable(exc)
                 )
-            await self._publish(claim, outcome)
+            await self._publisher.publish(claim, outcome)
         except Exception as exc:  # the store has put the job back; _finish_batches backs off
             logger.error(
                 "worker %s could not record the end of job %s: %s",
@@ -492,302 +469,3 @@ class Worker:
         if outcome.ending is not Ending.GIVE_BACK:
             self.ran += 1
         signals.finished(self.queue.root, claim.job_id)
-
-    async def _publish(self, claim: Claim, outcome: Outcome) -> bool:
-        """
-        `store.finish`, batched: outcomes that arrive while a batch is being
-        written go together in the next one, sharing its directory fsyncs and its
-        hop to the I/O threads (a group commit). Raises what finish would.
-        """
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._to_finish.append((claim, outcome, done))
-        if self._finisher is None or self._finisher.done():
-            self._finisher = asyncio.create_task(self._finish_batches())
-        return await done
-
-    async def _finish_batches(self) -> None:
-        while self._to_finish:
-            batch, self._to_finish = self._to_finish, []
-            items = [(claim, outcome) for claim, outcome, _ in batch]
-            try:
-                results = await self.queue.io(self.store.finish_many, items)
-            except BaseException as exc:  # the loop is going away; nothing else raises here
-                for *_, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                raise
-            self._after_publishing(results)
-            for (*_, done), result in zip(batch, results, strict=True):
-                if done.done():
-                    continue  # its task was cancelled meanwhile; the outcome was still written
-                if isinstance(result, Exception):
-                    done.set_exception(result)
-                else:
-                    done.set_result(result)
-
-    def _after_publishing(self, results: Sequence[bool | Exception]) -> None:
-        """
-        An outcome that could not be published (a full disk, an I/O error) means
-        the next attempt would likely fail the same way after running the task
-        again: pause claims, longer each time in a row, until one publishes.
-        """
-        errors = [r for r in results if isinstance(r, Exception)]
-        if not errors:
-            if any(r is True for r in results):
-                self._publish_backoff.succeeded()
-            return
-        now = time.monotonic()
-        pause = self._publish_backoff.failed(now)
-        if pause is None:
-            return  # those jobs were claimed before the current back-off began
-        self._paused_until = max(self._paused_until, now + pause)
-        logger.warning(
-            "worker %s could not publish the outcome of %d job(s) (%s): backing off its claims "
-            "for %.0f s",
-            self.id,
-            len(errors),
-            printable(errors[0]),
-            pause,
-        )
-
-    async def _attempt(self, claim: Claim, progress: _ProgressWriter) -> Outcome:
-        job = claim.job
-        assert job is not None
-        if claim.cancel_requested:
-            return Outcome(Ending.CANCELLED)
-        if not claim.runnable:
-            return Outcome(Ending.FAILED, error=_EXHAUSTED[claim.exhausted_by])
-        try:
-            task = tasks.lookup(job.func, self.allow_import)
-            task.check_kwargs(job.kwargs, uploads=claim.uploads)
-        except (UnknownTask, TypeError) as exc:
-            logger.error("job %s cannot run: %s", claim.job_id, printable(exc))
-            return Outcome(Ending.FAILED, error=_error_info(exc))
-        stop = threading.Event()
-        ctx = Context(
-            job_id=claim.job_id,
-            attempt=claim.marker.attempt,
-            max_attempts=claim.marker.max_attempts,
-            queue=claim.queue,
-            uploads=await self.queue.io(self.store.upload_paths, claim) if claim.uploads else {},
-            output_dir_factory=functools.partial(self.store.output_dir, claim),
-            progress_sink=progress.write,
-            cancel_event=stop,
-            loop=asyncio.get_running_loop(),
-        )
-        kwargs: dict[str, typing.Any] = dict(job.kwargs)
-        if task.context_param is not None:
-            kwargs[task.context_param] = ctx
-        for name in ctx.uploads:
-            if name in task.signature.parameters and name not in kwargs:
-                kwargs[name] = await self.queue.io(self.store.read_upload, claim, name)
-        timeout = job.effective_timeout if job.effective_timeout is not None else task.timeout
-        logger.debug("job %s attempt %d starting", claim.job_id, claim.marker.attempt)
-        deadline = _Deadline(timeout)
-        try:
-            if task.is_async:
-                async with deadline.scope():
-                    value = await task.fn(**kwargs)
-            else:
-                value = await self._run_sync(task, kwargs, deadline, stop)
-        except Retry as exc:
-            return self._retry_or_end(claim, exc, Ending.FAILED, exc.delay)
-        except TimeoutError as exc:
-            if deadline.expired:  # ours, not one the task raised for its own reasons
-                expired = TimeoutError(f"the attempt exceeded its timeout of {timeout} s")
-                return self._retry_or_end(claim, expired, Ending.TIMED_OUT, None)
-            return self._retry_or_end(claim, exc, Ending.FAILED, None)
-        except asyncio.CancelledError as exc:
-            if self._stop_asked():  # ours: _execute gives the job back or cancels it
-                raise
-            return self._retry_or_end(claim, exc, Ending.FAILED, None)
-        except GeneratorExit:
-            raise  # this coroutine is being closed: nothing may be awaited any more
-        except BaseException as exc:  # SystemExit, KeyboardInterrupt too: the task's failure
-            return self._retry_or_end(claim, exc, Ending.FAILED, None)
-        return self._completed(value)
-
-    @staticmethod
-    def _completed(value: object) -> Outcome:
-        """The outcome for a returned value: stored as JSON, or failed without retry."""
-        try:
-            result = to_json_result(value)
-            size = len(dumps(result))
-        except (TypeError, ValueError, RecursionError) as exc:
-            problem = ResultNotSerializable(
-                f"the task returned {type(value).__name__}, which is not JSON: {exc}"
-            )
-        else:
-            if size <= MAX_RESULT_BYTES:
-                return Outcome(Ending.COMPLETED, result=result)
-            problem = ResultNotSerializable(
-                f"the result is {size} bytes; the limit is {MAX_RESULT_BYTES}: write large "
-                "data to ctx.output_dir instead"
-            )
-        return Outcome(Ending.FAILED, error=_error_info(problem))
-
-    async def _run_sync(
-        self,
-        task: tasks.Task[..., typing.Any],
-        kwargs: dict[str, typing.Any],
-        deadline: _Deadline,
-        stop: threading.Event,
-    ) -> typing.Any:
-        loop = asyncio.get_running_loop()
-        assert self._threads is not None
-        call = functools.partial(_capture, functools.partial(task.fn, **kwargs))
-        future = loop.run_in_executor(self._threads, call)
-        try:
-            async with deadline.scope():
-                returned, value = await asyncio.shield(future)
-        except (TimeoutError, asyncio.CancelledError):
-            # A thread cannot be killed: tell the task (ctx.cancelled) and keep its
-            # slot, and the job, until the function returns.
-            stop.set()
-            await asyncio.shield(future)
-            raise
-        if not returned:
-            raise value
-        return value
-
-    def _retry_or_end(
-        self, claim: Claim, exc: BaseException, final: Ending, delay: float | None
-    ) -> Outcome:
-        info = _error_info(exc)
-        marker = claim.marker
-        if marker.attempt < marker.max_attempts:
-            job = claim.job
-            assert job is not None
-            if delay is None:
-                delay = (job.backoff or DEFAULT_BACKOFF).delay(marker.attempt)
-            retry_at = to_ms(self.clock.now()) + int(delay * 1000)
-            logger.info(
-                "job %s attempt %d failed (%s); retrying in %.1f s",
-                claim.job_id,
-                marker.attempt,
-                printable(info.type),
-                delay,
-            )
-            return Outcome(Ending.RETRY, error=info, retry_at_ms=retry_at)
-        logger.warning(
-            "job %s %s after %d attempts: %s",
-            claim.job_id,
-            final.value,
-            marker.attempt,
-            printable(info.message),
-        )
-        return Outcome(final, error=info)
-
-
-def _capture(call: typing.Callable[[], typing.Any]) -> tuple[bool, typing.Any]:
-    """
-    Run a sync task in its thread: (True, its value) or (False, what it raised).
-    Whatever it raises, SystemExit and CancelledError included, comes back as a
-    value, so it fails the attempt instead of being taken for the event loop's own.
-    """
-    try:
-        return True, call()
-    except BaseException as exc:
-        return False, exc
-
-
-class ClaimBackoff:
-    """
-    How long a worker stops claiming after outcomes could not be published:
-    `PUBLISH_BACKOFF_FIRST` seconds, doubling each time claiming resumes and
-    publishing fails again, up to `PUBLISH_BACKOFF_MAX`; back to the start once
-    an outcome was published.
-    """
-
-    def __init__(self) -> None:
-        self.current = 0.0
-        self.until = -math.inf
-
-    def failed(self, now: float) -> float | None:
-        """
-        A publish failed at `now` (monotonic): the pause to begin, or None during
-        a pause (the job was claimed before it began: no new evidence).
-        """
-        if now < self.until:
-            return None
-        self.current = min(max(2 * self.current, PUBLISH_BACKOFF_FIRST), PUBLISH_BACKOFF_MAX)
-        self.until = now + self.current
-        return self.current
-
-    def succeeded(self) -> None:
-        self.current, self.until = 0.0, -math.inf
-
-
-class _Heartbeat(threading.Thread):
-    """
-    Bumps the worker's heartbeat counter every `interval` seconds from its own
-    thread, so a busy event loop is not mistaken for a frozen worker. Remembers
-    when the last beat that reached the disk *started*: the worker fences
-    itself when that is too long ago (DESIGN.md §4.5).
-    """
-
-    def __init__(self, store: Store, fd: int, interval: float) -> None:
-        super().__init__(name="fsjobs-heartbeat", daemon=True)
-        self.store = store
-        self.fd = fd
-        self.interval = interval
-        self.last_ok = time.monotonic()
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        counter = 0
-        while not self._done.wait(self.interval):
-            counter += 1
-            started = time.monotonic()
-            try:
-                self.store.beat(self.fd, counter)
-            except OSError:
-                logger.exception("heartbeat failed")
-                continue
-            self.last_ok = started
-
-    def silent_for(self) -> float:
-        return time.monotonic() - self.last_ok
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join()
-
-
-class _Deadline:
-    """An attempt's timeout, remembering whether it was the one that fired."""
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
-        self._scope: asyncio.Timeout | None = None
-
-    def scope(self) -> asyncio.Timeout:
-        self._scope = asyncio.timeout(self.seconds)
-        return self._scope
-
-    @property
-    def expired(self) -> bool:
-        return self._scope is not None and self._scope.expired()
-
-
-class _ProgressWriter:
-    """Coalesces progress reports: at most one journal write per interval, the last one kept."""
-
-    def __init__(self, queue: Queue, claim: Claim) -> None:
-        self.queue = queue
-        self.claim = claim
-        self.last_write = -math.inf
-        self.pending: tuple[float | None, str | None] | None = None
-
-    async def write(self, percent: float | None, message: str | None) -> None:
-        self.pending = (percent, message)
-        now = self.queue.clock.monotonic()
-        if now - self.last_write >= PROGRESS_INTERVAL:
-            await self.flush()
-
-    async def flush(self) -> None:
-        if self.pending is not None:
-            percent, message = self.pending
-            self.pending = None
-            self.last_write = self.queue.clock.monotonic()
-            await self.queue.io(self.queue.store.progress, self.claim, percent, message)

@@ -52,12 +52,14 @@ RANKS: dict[str, int] = {
     # the async API on top
     "tasks": 13,
     "queue": 14,
-    "worker": 15,
-    "testing": 16,
-    "_demo": 16,
-    "cli": 17,
-    "__init__": 18,
-    "__main__": 19,
+    "_attempt": 15,
+    "_pacing": 15,
+    "worker": 16,
+    "testing": 17,
+    "_demo": 17,
+    "cli": 18,
+    "__init__": 19,
+    "__main__": 20,
 }
 #: The only modules that may open, rename, create or remove files.
 FILE_MODULES = {

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 import fsjobs
-from fsjobs import Backoff, Job, JobStatus, Queue, Worker, _names
+from fsjobs import Backoff, Job, JobStatus, Queue, Worker, _attempt, _names, _pacing
 from fsjobs import worker as worker_module
 from fsjobs.errors import StoreFull
 from fsjobs.store import Claim, Store
@@ -283,7 +283,7 @@ async def test_a_lost_last_progress_report_does_not_keep_the_job_running(
         real_progress(self, claim, percent, message)
 
     monkeypatch.setattr(Store, "progress", full_after_the_first)
-    monkeypatch.setattr(worker_module, "PROGRESS_INTERVAL", HANG_GUARD)  # the 2nd one waits
+    monkeypatch.setattr(_attempt, "PROGRESS_INTERVAL", HANG_GUARD)  # the 2nd one waits
 
     @queue.task(name=name())
     async def reports(ctx: fsjobs.Context) -> str:
@@ -302,7 +302,7 @@ async def test_a_lost_last_progress_report_does_not_keep_the_job_running(
 
 def test_publish_backoff_doubles_from_1_s_to_60_s_and_resets() -> None:
     """Each failure after a pause doubles the next; failures during one add nothing."""
-    backoff = worker_module.ClaimBackoff()
+    backoff = _pacing.ClaimBackoff()
     now, pauses = 100.0, []
     for _ in range(9):
         pause = backoff.failed(now)
