@@ -34,6 +34,7 @@ from .model import Limit as Limit
 from .queue import Queue as Queue
 from .states import ErrorInfo as ErrorInfo
 from .states import Event as Event
+from .states import JobPage as JobPage
 from .states import JobState as JobState
 from .states import JobStatus as JobStatus
 from .tasks import Task as Task
@@ -58,6 +59,7 @@ __all__ = [
     "JobFailed",
     "JobNotDone",
     "JobNotFound",
+    "JobPage",
     "JobState",
     "JobStatus",
     "Limit",

@@ -12,6 +12,7 @@ the staleness bound before they count.
 from __future__ import annotations
 
 import functools
+import heapq
 import logging
 import os
 import stat
@@ -36,7 +37,7 @@ from ._transitions import BY_DAY, Location, Where
 from ._tree import Tree, retry_for
 from .errors import JobNotFound, StoreError
 from .model import MAX_RESULT_BYTES
-from .states import Event, JobState, JobStatus
+from .states import Event, JobPage, JobState, JobStatus
 
 logger = logging.getLogger("fsjobs.store")
 
@@ -436,3 +437,59 @@ def next_due_ms(tree: Tree, queue: str) -> int | None:
         if due:
             return min(due)
     return None
+
+
+def dirs_for(status: JobStatus | None) -> tuple[Where, ...]:
+    """The state directories that hold jobs of `status` (all of them for None)."""
+    if status is None:
+        return (Where.WAITING, Where.PENDING, Where.RUNNING, *BY_DAY)
+    if status in (JobStatus.SCHEDULED, JobStatus.RETRYING):
+        return (Where.WAITING,)
+    return (Where(status.value),)
+
+
+def list_jobs(
+    tree: Tree, queues: list[str], status: JobStatus | None, limit: int, cursor: str | None
+) -> JobPage:
+    """
+    Jobs of `queues`, newest first, at most `limit`, starting after `cursor` (the
+    id the previous page ended with). Ids are time-ordered and never change, so a
+    job is on exactly one page however it moves meanwhile. A job whose files are
+    damaged is listed with what can be said of it, and the listing goes on.
+    """
+    if cursor is not None:
+        _names.check_job_id(cursor)
+    streams: list[typing.Iterable[str]] = []
+    for q in queues:
+        for where in dirs_for(status):
+            if where.is_live:
+                streams.append(sorted(job_ids(tree, q, where), reverse=True))
+            else:  # final directories are walked newest day first, newest id first
+                streams.append(job_ids(tree, q, where))
+    states: list[JobState] = []
+    seen: set[str] = set()
+    # ids are time-ordered: merging the newest-first streams stops after `limit`
+    # without reading the older days of a large store
+    for job_id in heapq.merge(*streams, reverse=True):
+        if job_id in seen or (cursor is not None and job_id >= cursor):
+            continue  # moved from one directory to another while we listed; or seen before
+        seen.add(job_id)
+        if len(states) >= limit:
+            return JobPage(states, states[-1].id)  # one more exists: the page was cut
+        state = _listed_state(tree, job_id, queues)
+        if state is not None and (status is None or state.status is status):
+            states.append(state)
+    return JobPage(states, None)
+
+
+def _listed_state(tree: Tree, job_id: str, queues: list[str]) -> JobState | None:
+    try:
+        return get(tree, job_id)
+    except JobNotFound:
+        return None  # pruned or moved on while we listed
+    except (OSError, ValueError) as exc:
+        logger.warning("job %s is unreadable: %s", job_id, exc)
+        final = find_final(tree, job_id)
+        where = final[1] if final is not None else Where.CORRUPT
+        queue = final[0] if final is not None else queues[0]
+        return unreadable_state(job_id, queue, where, f"unreadable: {exc}")

@@ -118,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=[s.value for s in JobStatus])
     p.add_argument("--queue", default="*", help="a queue name, or * for all (default)")
     p.add_argument("--limit", type=_positive_int, default=50, help="at most this many (>= 1)")
+    p.add_argument("--cursor", help="go on after this id (the cursor the last page ended with)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("stats", help="jobs per queue and status, oldest pending age, live workers")
@@ -304,15 +305,19 @@ async def _history(args: argparse.Namespace) -> int:
 
 
 async def _ls(args: argparse.Namespace) -> int:
-    states = await Queue(args.root).list_jobs(args.status, args.limit, queue=args.queue)
+    page = await Queue(args.root).list_jobs(
+        args.status, args.limit, queue=args.queue, cursor=args.cursor
+    )
     if args.json:
-        print(json.dumps([_state_dict(s) for s in states], indent=2))
-        return EXIT_OK
-    for s in states:
-        print(
-            f"{s.id}  {s.queue:<12} {s.status.value:<10} {s.attempts}/{s.max_attempts}  "
-            f"{printable(s.func)}"
-        )
+        print(json.dumps([_state_dict(s) for s in page], indent=2))
+    else:
+        for s in page:
+            print(
+                f"{s.id}  {s.queue:<12} {s.status.value:<10} {s.attempts}/{s.max_attempts}  "
+                f"{printable(s.func)}"
+            )
+    if page.next_cursor is not None:  # on stderr: stdout stays a clean listing
+        print(f"fsjobs: more jobs follow: --cursor {page.next_cursor}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-import heapq
 import os
 import types
 import typing
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from . import _names, tasks
 from ._clock import SYSTEM_CLOCK, Clock
@@ -24,7 +23,7 @@ from ._json import JSON
 from ._wakeups import Waker, io_pool, signals
 from .errors import JobCancelled, JobFailed, JobNotDone, PushError, WaitTimeout
 from .model import Job
-from .states import FINAL_DIRS, Event, JobState, JobStatus
+from .states import Event, JobPage, JobState, JobStatus
 from .store import Store
 
 T = typing.TypeVar("T")
@@ -307,39 +306,19 @@ class Queue:
         limit: int = 100,
         *,
         queue: str | None = None,
-    ) -> list[JobState]:
-        """Jobs of this queue (or `queue`, ``"*"`` for all), newest first; `limit` >= 1."""
+        cursor: str | None = None,
+    ) -> JobPage:
+        """
+        A page of jobs of this queue (or `queue`, ``"*"`` for all), newest first, at
+        most `limit` (>= 1). The page is a list with ``next_cursor``: not None when
+        more jobs follow; pass it back as `cursor` for the next page.
+        """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
         wanted = None if status is None else JobStatus(status)
-        return await self.io(self._list_jobs, wanted, limit, queue or self.name)
-
-    def _list_jobs(self, status: JobStatus | None, limit: int, queue: str) -> list[JobState]:
-        queues = self.store.queues() if queue == "*" else [_names.check_name("queue", queue)]
-        streams: list[Iterable[str]] = []
-        for q in queues:
-            for where in _dirs_for(status):
-                if where in (_names.WAITING, _names.PENDING, _names.RUNNING):
-                    streams.append(sorted(self.store.job_ids(q, where), reverse=True))
-                else:  # final directories are walked newest day first, newest id first
-                    streams.append(self.store.job_ids(q, where))
-        states = []
-        seen = set()
-        # ids are time-ordered: merging the newest-first streams stops at `limit`
-        # without reading the older days of a large store
-        for job_id in heapq.merge(*streams, reverse=True):
-            if job_id in seen:
-                continue  # moved from one directory to another while we listed
-            seen.add(job_id)
-            try:
-                state = self.store.get(job_id)
-            except LookupError:
-                continue  # pruned or moved on while we listed
-            if status is None or state.status is status:
-                states.append(state)
-            if len(states) >= limit:
-                break
-        return states
+        name = queue or self.name
+        queues = None if name == "*" else [_names.check_name("queue", name)]
+        return await self.io(self.store.list_jobs, queues, wanted, limit, cursor)
 
     async def counts(self, *, queue: str | None = None) -> dict[JobStatus, int]:
         """How many jobs of this queue (or `queue`, ``"*"`` for all) are in each status."""
@@ -361,11 +340,3 @@ def _check_interval(interval: float | None) -> None:
 
 #: What prune() deletes unless told otherwise: corrupt jobs are kept for inspection.
 DEFAULT_PRUNE = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED)
-
-
-def _dirs_for(status: JobStatus | None) -> Sequence[str]:
-    if status is None:
-        return (_names.WAITING, _names.PENDING, _names.RUNNING, *(s.value for s in FINAL_DIRS))
-    if status in (JobStatus.SCHEDULED, JobStatus.RETRYING):
-        return (_names.WAITING,)
-    return (status.value,)

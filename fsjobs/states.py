@@ -174,3 +174,20 @@ class Event:
     data: dict[str, JSON] = attrs.field(factory=dict)
     #: True for a record a fenced worker wrote after its job was rescued: it does not count.
     fenced: bool = False
+
+
+class JobPage(list[JobState]):
+    """
+    One page of `Queue.list_jobs`: the jobs, newest first, and `next_cursor`,
+    the cursor of the next page, or None when this page is the last. Pass it
+    back as ``cursor=`` to go on; every job is on exactly one page.
+    """
+
+    def __init__(self, states: list[JobState], next_cursor: str | None) -> None:
+        super().__init__(states)
+        self.next_cursor = next_cursor
+
+    @property
+    def cut(self) -> bool:
+        """True when more jobs follow on later pages."""
+        return self.next_cursor is not None

@@ -52,7 +52,7 @@ from ._names import Marker
 from ._transitions import Ending, Where
 from ._tree import Tree
 from .model import Job
-from .states import Event, JobState, JobStatus
+from .states import Event, JobPage, JobState, JobStatus
 
 __all__ = ["Claim", "Ending", "Outcome", "Store"]
 
@@ -224,6 +224,19 @@ class Store:
         if not self.tree.for_reading():
             return iter(())
         return _read.job_ids(self.tree, queue, Where(where))
+
+    def list_jobs(
+        self,
+        queues: list[str] | None,
+        status: JobStatus | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """A page of jobs of `queues` (None: every queue), newest first; see `_read.list_jobs`."""
+        if not self.tree.for_reading():
+            return JobPage([], None)
+        names = self.tree.queues() if queues is None else queues
+        return _read.list_jobs(self.tree, names, status, limit, cursor)
 
     def counts(self, queue: str) -> dict[JobStatus, int]:
         if not self.tree.for_reading():
