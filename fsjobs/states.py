@@ -183,6 +183,9 @@ class JobPage(list[JobState]):
     back as ``cursor=`` to go on; every job is on exactly one page.
     """
 
+    #: The ``cursor=`` of the next page; None when this page is the last.
+    next_cursor: str | None
+
     def __init__(self, states: list[JobState], next_cursor: str | None) -> None:
         super().__init__(states)
         self.next_cursor = next_cursor

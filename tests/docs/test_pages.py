@@ -29,7 +29,7 @@ ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 def commands() -> set[str]:
     """The subcommands ``fsjobs --help`` lists, from the CLI's own parser."""
-    parser = fsjobs.cli._parser()
+    parser = fsjobs.cli.parser()[0]
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return set(action.choices)

@@ -57,9 +57,13 @@ RANKS: dict[str, int] = {
     "worker": 16,
     "testing": 17,
     "_demo": 17,
-    "cli": 18,
-    "__init__": 19,
-    "__main__": 20,
+    "_cli_base": 17,
+    "_cli_jobs": 18,
+    "_cli_root": 18,
+    "_cli_run": 18,
+    "cli": 19,
+    "__init__": 20,
+    "__main__": 21,
 }
 #: The only modules that may open, rename, create or remove files.
 FILE_MODULES = {

@@ -1,0 +1,135 @@
+"""The commands about a whole root: stats, prune, fsck, doctor."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import typing
+
+from ._cli_base import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    Handler,
+    Subparsers,
+    add_parser,
+    duration,
+)
+from ._clock import to_ms
+from ._text import printable
+from .doctor import Level, doctor
+from .fsck import format_report, fsck
+from .model import converter
+from .queue import Queue
+from .states import JobStatus
+
+
+def add_commands(sub: Subparsers) -> dict[str, Handler]:
+    p = add_parser(sub, "stats", "jobs per queue and status, oldest pending age, live workers")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--prometheus", action="store_true", help="the Prometheus text format")
+
+    p = add_parser(sub, "prune", "delete final jobs that ended long enough ago")
+    p.add_argument(
+        "--older-than",
+        required=True,
+        type=duration,
+        metavar="AGE",
+        help="e.g. 30d, 12h, 15m, 90s (a bare number is seconds)",
+    )
+    p.add_argument(
+        "--status",
+        action="append",
+        choices=[s.value for s in JobStatus if s.is_final],
+        help="repeatable; default: completed, failed, timed_out, cancelled",
+    )
+    p.add_argument("--queue", default="*", help="a queue name, or * for all (default)")
+
+    p = add_parser(sub, "fsck", "check the root against the format's invariants")
+    p.add_argument("--repair", action="store_true", help="also fix what can be fixed safely")
+    p.add_argument("--json", action="store_true")
+
+    p = add_parser(sub, "doctor", "check that the root's filesystem and mount suit fsjobs")
+    p.add_argument("--json", action="store_true")
+    return {"stats": _stats, "prune": _prune, "fsck": _fsck, "doctor": _doctor}
+
+
+async def _stats(args: argparse.Namespace) -> int:
+    queue = Queue(args.root)
+    store = queue.store
+    now_ms = to_ms(queue.clock.now())
+    result: dict[str, dict[str, typing.Any]] = {}
+    for name in await queue.io(store.queues):
+        per_status = await queue.counts(queue=name)
+        oldest = await queue.io(store.oldest_pending_ms, name)
+        result[name] = {
+            "counts": {status.value: n for status, n in per_status.items() if n},
+            "oldest_pending_s": None if oldest is None else max(0, now_ms - oldest) / 1000,
+        }
+    alive = await queue.io(store.workers_alive)
+    if args.prometheus:
+        print(_prometheus(result, alive), end="")
+    elif args.json:
+        print(json.dumps({"queues": result, "workers_alive": alive}, indent=2))
+    else:
+        for name, info in result.items():
+            counts = "  ".join(f"{k}={v}" for k, v in info["counts"].items()) or "empty"
+            age = info["oldest_pending_s"]
+            suffix = "" if age is None else f"  (oldest pending: {age:.1f} s)"
+            print(f"{name}: {counts}{suffix}")
+        print(f"workers alive: {alive}")
+    return EXIT_OK
+
+
+def _prometheus(result: dict[str, dict[str, typing.Any]], alive: int) -> str:
+    """The Prometheus text exposition format (version 0.0.4)."""
+    lines = [
+        "# HELP fsjobs_jobs Jobs by queue and status.",
+        "# TYPE fsjobs_jobs gauge",
+    ]
+    for name, info in result.items():
+        for status in JobStatus:
+            lines.append(
+                f'fsjobs_jobs{{queue="{name}",status="{status.value}"}} '
+                f"{info['counts'].get(status.value, 0)}"
+            )
+    lines += [
+        "# HELP fsjobs_oldest_pending_seconds How long the oldest due job has waited.",
+        "# TYPE fsjobs_oldest_pending_seconds gauge",
+    ]
+    for name, info in result.items():
+        age = info["oldest_pending_s"]
+        lines.append(f'fsjobs_oldest_pending_seconds{{queue="{name}"}} {age or 0}')
+    lines += [
+        "# HELP fsjobs_workers_alive Workers holding their lock file.",
+        "# TYPE fsjobs_workers_alive gauge",
+        f"fsjobs_workers_alive {alive}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+async def _prune(args: argparse.Namespace) -> int:
+    queue = Queue(args.root)
+    count = await queue.prune(args.older_than, args.status, queue=args.queue)
+    print(f"pruned {count} jobs")
+    return EXIT_OK
+
+
+async def _fsck(args: argparse.Namespace) -> int:
+    queue = Queue(args.root)
+    report = await queue.io(fsck, queue.store, repair=args.repair)
+    if args.json:
+        print(json.dumps(converter.unstructure(report), indent=2))
+    else:
+        print(format_report(report))
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+async def _doctor(args: argparse.Namespace) -> int:
+    queue = Queue(args.root)
+    checks = await queue.io(doctor, queue.store)
+    if args.json:
+        print(json.dumps(converter.unstructure(checks), indent=2))
+    for check in [] if args.json else checks:
+        print(f"{check.level.value:<5} {check.name}: {printable(check.detail)}")
+    return EXIT_FAILED if any(c.level is Level.FAIL for c in checks) else EXIT_OK
