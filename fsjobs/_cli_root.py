@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import typing
 
@@ -16,6 +17,7 @@ from ._cli_base import (
     duration,
 )
 from ._clock import to_ms
+from ._migrate import migrate
 from ._text import printable
 from .doctor import Level, doctor
 from .fsck import format_report, fsck
@@ -51,7 +53,15 @@ def add_commands(sub: Subparsers) -> dict[str, Handler]:
 
     p = add_parser(sub, "doctor", "check that the root's filesystem and mount suit fsjobs")
     p.add_argument("--json", action="store_true")
-    return {"stats": _stats, "prune": _prune, "fsck": _fsck, "doctor": _doctor}
+
+    add_parser(sub, "migrate", "convert a format-1 root to format 2 in place (stop workers first)")
+    return {
+        "stats": _stats,
+        "prune": _prune,
+        "fsck": _fsck,
+        "doctor": _doctor,
+        "migrate": _migrate_root,
+    }
 
 
 async def _stats(args: argparse.Namespace) -> int:
@@ -133,3 +143,11 @@ async def _doctor(args: argparse.Namespace) -> int:
     for check in [] if args.json else checks:
         print(f"{check.level.value:<5} {check.name}: {printable(check.detail)}")
     return EXIT_FAILED if any(c.level is Level.FAIL for c in checks) else EXIT_OK
+
+
+async def _migrate_root(args: argparse.Namespace) -> int:
+    done = await asyncio.to_thread(migrate, args.root)
+    print(
+        f"migrated {printable(args.root)}: {done.converted} jobs converted, {done.already} already"
+    )
+    return EXIT_OK

@@ -144,7 +144,7 @@ def ensure(dirs: Dirs, *, durable: bool) -> RootFormat:
 Change: typing.TypeAlias = Callable[[RootFormat], RootFormat]
 
 
-def rewrite(dirs: Dirs, change: Change) -> RootFormat:
+def rewrite(dirs: Dirs, change: Change, *, allow_format1: bool = False) -> RootFormat:
     """
     Change the format file under an OFD lock on ``fsjobs.lock``: re-read, apply
     `change`, write a temporary file, fsync, rename it over ``fsjobs.json``,
@@ -155,7 +155,12 @@ def rewrite(dirs: Dirs, change: Change) -> RootFormat:
     assert lock is not None
     try:
         _durable.wait_lock(lock)
-        current = ensure(dirs, durable=True)
+        try:
+            current = ensure(dirs, durable=True)
+        except FormatError:
+            if not allow_format1:
+                raise
+            current = RootFormat(1)  # fsjobs migrate: the one writer of a format-1 root
         wanted = change(current)
         if wanted == current:
             return current

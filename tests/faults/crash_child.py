@@ -30,6 +30,7 @@ import typing
 
 from fsjobs import ErrorInfo, Job, JobStatus
 from fsjobs._clock import to_ms
+from fsjobs._migrate import migrate
 from fsjobs.store import Ending, Outcome, Store
 
 from ._fsck import patch_targets
@@ -145,6 +146,13 @@ def operation(store: Store, cmd: dict[str, typing.Any]) -> typing.Callable[[], d
             return {"ids": store.rescue(QUEUE, cmd["worker"])}
 
         return rescue
+    if op == "migrate":
+
+        def run_migrate() -> dict[str, object]:
+            done = migrate(cmd["root"])
+            return {"converted": done.converted, "already": done.already}
+
+        return run_migrate
     raise ValueError(f"unknown operation {op!r}")
 
 

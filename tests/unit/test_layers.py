@@ -48,6 +48,7 @@ RANKS: dict[str, int] = {
     "_push": 10,
     "store": 11,
     "fsck": 12,
+    "_migrate": 7,
     "doctor": 12,
     # the async API on top
     "tasks": 13,
@@ -80,6 +81,7 @@ FILE_MODULES = {
     "_push",
     "store",
     "fsck",
+    "_migrate",
 }
 # fmt: off
 OS_FILE_CALLS = {"open", "rename", "replace", "mkdir", "makedirs", "unlink", "remove", "rmdir",
