@@ -32,6 +32,7 @@ from ._claim import Claim
 from ._clock import format_time, from_ms
 from ._json import JSON, dumps
 from ._paths import Parts
+from ._text import printable
 from ._transitions import Ending, Target, Where
 from ._tree import Tree, path, record
 from .errors import PublishFailed
@@ -171,25 +172,21 @@ def _not_published(tree: Tree, won: Claim, exc: BaseException) -> Exception:
     """
     The outcome could not be published: record why (if the disk lets us), remove
     the attempt's unpublished files, and give the job back to pending with the
-    attempt counted. Returns the `PublishFailed` error for this item.
+    attempt counted. A job whose last attempt already ran (its claim could only
+    end it) is quarantined in ``corrupt/`` instead, when that can be written:
+    it must not come back without end. Returns the `PublishFailed` error.
     """
-    logger.error("job %s: could not publish its outcome: %s", won.job_id, exc)
+    logger.error("job %s: could not publish its outcome: %s", won.job_id, printable(exc))
+    error = PublishFailed(
+        f"job {won.job_id}: the outcome of attempt {won.marker.attempt} "
+        f"could not be published: {exc}"
+    )
+    error.__cause__ = exc
+    if not won.runnable and _quarantine(tree, won, exc):
+        return error
     back = _transitions.publish_failed(won.marker)
     pending = tree.live_dir(won.queue, Where.PENDING, back)
-    if not won.closed:
-        rec = record(
-            RecordType.RELEASED,
-            tree.clock.now(),
-            attempt=back.attempt,
-            reason="publish_failed",
-            error={"type": type(exc).__name__, "message": str(exc), "traceback": ""},
-            marker=path(pending, back.name),
-        )
-        try:
-            tree.append(won.segment_fd, rec)
-        except OSError:
-            pass  # a full disk: the attempt still counts through the marker's name
-        _claim.close(won)
+    _record_release(tree, won, exc, path(pending, back.name))
     try:
         with tree.dirs.open(Tree.job_dir(won.job_id, _names.ATTEMPTS)) as fd:
             _durable.rmtree_at(fd, _names.attempt_dir(won.marker.epoch))
@@ -199,12 +196,48 @@ def _not_published(tree: Tree, won: Claim, exc: BaseException) -> Exception:
         tree.move(tree.running_dir(won.queue), won.running_name, pending, back.name)
     except OSError:
         logger.exception("job %s: could not give it back; rescue will", won.job_id)
-    error = PublishFailed(
-        f"job {won.job_id}: the outcome of attempt {won.marker.attempt} "
-        f"could not be published: {exc}"
-    )
-    error.__cause__ = exc
     return error
+
+
+def _record_release(tree: Tree, won: Claim, exc: BaseException, marker: str) -> None:
+    if won.closed:
+        return
+    rec = record(
+        RecordType.RELEASED,
+        tree.clock.now(),
+        attempt=won.marker.attempt,
+        reason="publish_failed",
+        error=_error_json(ErrorInfo(type(exc).__name__, str(exc))),
+        marker=marker,
+    )
+    try:
+        tree.append(won.segment_fd, rec)
+    except OSError:
+        pass  # a full disk: the attempt still counts through the marker's name
+    _claim.close(won)
+
+
+def _quarantine(tree: Tree, won: Claim, exc: BaseException) -> bool:
+    """Move a job that can only end, but not as it should, to ``corrupt/``; True if it went."""
+    target = _transitions.finished(won.marker, Ending.CORRUPT)
+    dst = tree.day_dir(won.queue, Where.CORRUPT, won.job_id)
+    why = f"its outcome could not be published: {exc}"
+    rec = record(
+        RecordType.CORRUPT,
+        tree.clock.now(),
+        attempt=won.marker.attempt,
+        max_attempts=won.marker.max_attempts,
+        error=_error_json(ErrorInfo("PublishFailed", why)),
+        marker=path(dst, target.name),
+    )
+    try:
+        if not won.closed:
+            tree.append(won.segment_fd, rec)
+        moved = tree.move(tree.running_dir(won.queue), won.running_name, dst, target.name)
+    except OSError:
+        return False
+    _claim.close(won)
+    return moved
 
 
 def _sync_targets(

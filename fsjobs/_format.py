@@ -125,16 +125,16 @@ def ensure(dirs: Dirs, *, durable: bool) -> RootFormat:
         return found
     fresh = RootFormat(FORMAT_VERSION)
     tmp = f"{_names.FORMAT_FILE}.{secrets.token_hex(8)}"
-    root = dirs.root_fd
-    _durable.write_new(root, tmp, fresh.to_json(), sync=durable)
+    root, tmp_fd = dirs.root_fd, dirs.cached((_names.TMP,))  # a leftover there is collected
+    _durable.write_new(tmp_fd, tmp, fresh.to_json(), sync=durable)
     try:
-        os.link(tmp, _names.FORMAT_FILE, src_dir_fd=root, dst_dir_fd=root)
+        os.link(tmp, _names.FORMAT_FILE, src_dir_fd=tmp_fd, dst_dir_fd=root)
         if durable:
             _durable.fsync_dir(root)
     except FileExistsError:
         pass
     finally:
-        _durable.unlink_quiet(root, tmp)
+        _durable.unlink_quiet(tmp_fd, tmp)
     found = read(dirs)
     if found is None:
         raise FormatError(f"{dirs.root_path}/{_names.FORMAT_FILE} vanished while it was created")
@@ -165,11 +165,12 @@ def rewrite(dirs: Dirs, change: Change, *, allow_format1: bool = False) -> RootF
         if wanted == current:
             return current
         tmp = f"{_names.FORMAT_FILE}.{secrets.token_hex(8)}"
-        _durable.write_new(root, tmp, wanted.to_json(), sync=True)
+        tmp_fd = dirs.cached((_names.TMP,))
+        _durable.write_new(tmp_fd, tmp, wanted.to_json(), sync=True)
         try:
-            os.rename(tmp, _names.FORMAT_FILE, src_dir_fd=root, dst_dir_fd=root)
+            os.rename(tmp, _names.FORMAT_FILE, src_dir_fd=tmp_fd, dst_dir_fd=root)
         except BaseException:
-            _durable.unlink_quiet(root, tmp)
+            _durable.unlink_quiet(tmp_fd, tmp)
             raise
         _durable.fsync_dir(root)
         written = read(dirs)

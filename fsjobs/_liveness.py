@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 from . import _durable, _names, _transitions
 from ._names import Marker
@@ -90,10 +91,9 @@ def read_heartbeat(tree: Tree, worker: str) -> int | None:
             data = _durable.read_file(wfd, f"{worker}.hb", 64)
         except (OSError, StoreError):
             return None
-    try:
-        return int(data.strip() or b"-1")
-    except ValueError:
-        return None
+    if not re.fullmatch(rb"\d{20}\n", data):
+        return None  # not a counter this fsjobs wrote (or a write in progress)
+    return int(data)
 
 
 def alive(tree: Tree, worker: str) -> bool | None:

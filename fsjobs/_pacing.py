@@ -105,6 +105,13 @@ class Publisher:
         self._backoff = ClaimBackoff()
         self._queued: list[tuple[Claim, Outcome, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
+        #: the error of the newest failed publish, while publishing keeps failing
+        self.failing: Exception | None = None
+
+    @property
+    def hopeless(self) -> bool:
+        """True once the back-off has reached its longest: publishing has failed for minutes."""
+        return self.failing is not None and self._backoff.current >= PUBLISH_BACKOFF_MAX
 
     async def publish(self, claim: Claim, outcome: Outcome) -> bool:
         """
@@ -148,7 +155,9 @@ class Publisher:
         if not errors:
             if any(r is True for r in results):
                 self._backoff.succeeded()
+                self.failing = None
             return
+        self.failing = errors[0]
         now = time.monotonic()
         pause = self._backoff.failed(now)
         if pause is None:

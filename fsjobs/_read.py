@@ -243,6 +243,16 @@ def restore_folder(tree: Tree, job_id: str, parts: Parts, name: str) -> bool:
     spec = spec_in([(0, seg)]) if seg is not None else None
     if seg is None or spec is None or seg.records[0].get_str("id") != job_id:
         return False
+    try:
+        _link_back(tree, job_id, parts, name)
+    except (OSError, StoreError) as exc:  # something is planted where the folder belongs
+        logger.warning("job %s: its folder cannot be restored: %s", job_id, exc)
+        return False
+    logger.warning("job %s: its folder was missing; restored from its marker", job_id)
+    return True
+
+
+def _link_back(tree: Tree, job_id: str, parts: Parts, name: str) -> None:
     shard = (_names.JOBS, _names.shard_of(job_id))
     with tree.dirs.open(shard, create=True) as shard_fd:
         try:
@@ -262,8 +272,6 @@ def restore_folder(tree: Tree, job_id: str, parts: Parts, name: str) -> bool:
                 pass  # restored by someone else meanwhile
             if tree.durable:
                 _durable.fsync_all([job_fd, shard_fd])
-    logger.warning("job %s: its folder was missing; restored from its marker", job_id)
-    return True
 
 
 def find_final(tree: Tree, job_id: str) -> tuple[str, Where] | None:

@@ -42,14 +42,17 @@ BUCKET_GRACE_MS = 5_000
 DOORBELLS = (Where.WAITING, Where.PENDING)
 #: errors that mean a directory (or a name in it) is not there any more
 _GONE = (errno.ENOENT, errno.ESTALE)
-_TOP_DIRS = frozenset({_names.JOBS, _names.QUEUES, _names.UNIQUE, _names.WORKERS, _names.TMP})
+TOP_DIRS = frozenset({_names.JOBS, _names.QUEUES, _names.UNIQUE, _names.WORKERS, _names.TMP})
 _STATE_DIRS = frozenset(w.value for w in Where)
+#: Every entry a queue's directory may hold: its state directories (files and
+#: folders of optional features join this set when they land).
+QUEUE_ENTRIES: frozenset[str] = _STATE_DIRS
 
 
 def _never_removed(parts: Parts) -> bool:
     """The top directories, each queue's directory, and its state directories."""
     if len(parts) == 1:
-        return parts[0] in _TOP_DIRS
+        return parts[0] in TOP_DIRS
     return parts[0] == _names.QUEUES and (
         len(parts) == 2 or (len(parts) == 3 and parts[2] in _STATE_DIRS)
     )

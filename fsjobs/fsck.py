@@ -27,24 +27,27 @@ Part of the store layer: it reads and writes the tree through `Tree`.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
-import stat
-import time
+import typing
+from collections.abc import Callable
 
 import attrs
 
-from . import _durable, _ids, _names, _read, _transitions, _unique, journal
+from . import _durable, _ids, _names, _unique
+from ._fsck_jobs import JobChecks, Seen
 from ._names import Marker
 from ._paths import Parts
 from ._text import printable
 from ._transitions import BY_DAY, Where
-from ._tree import Tree, path, record
+from ._tree import QUEUE_ENTRIES, TOP_DIRS, Tree, path
 from .errors import StoreError
-from .journal import RecordType
 from .store import Store
 
 logger = logging.getLogger(__name__)
+T = typing.TypeVar("T")
+
 
 HORIZON = 3600.0  # seconds before leftovers of a push or a worker count as garbage
 #: seconds a marker must have stayed where it is before fsck acts on it (content lags names,
@@ -77,20 +80,6 @@ class Report:
         return [p for p in self.problems if not p.repaired]
 
 
-@attrs.define
-class _Seen:
-    queue: str
-    where: Where
-    parts: Parts
-    name: str
-    marker: Marker | None = None
-    worker: str | None = None
-
-    @property
-    def path(self) -> str:
-        return path(self.parts, self.name)
-
-
 def fsck(
     store: Store, *, repair: bool = False, horizon: float = HORIZON, settle: float = SETTLE
 ) -> Report:
@@ -104,7 +93,7 @@ def fsck(
     return _Checker(store, repair, horizon, settle).run()
 
 
-class _Checker:
+class _Checker(JobChecks):
     def __init__(self, store: Store, repair: bool, horizon: float, settle: float) -> None:
         self.store = store
         self.tree: Tree = store.tree
@@ -112,7 +101,9 @@ class _Checker:
         self.horizon = horizon
         self.settle = settle
         self.problems: list[Problem] = []
-        self.markers: dict[str, list[_Seen]] = collections.defaultdict(list)
+        self.markers: dict[str, list[Seen]] = collections.defaultdict(list)
+        #: job id -> unique key, of every job whose spec names one
+        self.keys: dict[str, str] = {}
         self.me = f"fsck-{os.getpid()}-{_ids.new_worker_id().rsplit('-', 1)[-1]}"
 
     def report(self, kind: str, where: str, message: str, repaired: bool = False) -> None:
@@ -128,7 +119,47 @@ class _Checker:
         self.problems.append(Problem(kind, where, message, repaired))
 
     def run(self) -> Report:
+        self.check_root()
         queues = self.tree.queues()
+        self.step(_names.WORKERS, lambda: self.check_claims(queues))
+        for queue in queues:
+            self.step(path(self.tree.queue_dir(queue)), functools.partial(self.walk_queue, queue))
+        jobs = self.step(_names.JOBS, self.walk_jobs) or 0
+        self.check_markers()
+        self.step(_names.UNIQUE, self.check_unique_keys)
+        self.step(_names.TMP, self.check_tmp)
+        self.step(_names.WORKERS, self.check_workers)
+        count = sum(len(v) for v in self.markers.values())
+        return Report(tuple(self.problems), jobs, count)
+
+    def step(self, where: str, check: Callable[[], T]) -> T | None:
+        """Run one check; a directory it cannot use is reported, and fsck goes on."""
+        try:
+            return check()
+        except (StoreError, OSError) as exc:
+            self.report("unusable", where, f"cannot be checked: {exc}")
+            return None
+
+    def check_root(self) -> None:
+        """The root holds the format file, its lock, and the five top directories."""
+        files = {_names.FORMAT_FILE, _names.FORMAT_LOCK}
+        for name in self.entries(()):
+            wanted = "file" if name in files else "directory" if name in TOP_DIRS else None
+            kind = self.kind((), name)
+            if wanted is None or kind != wanted:
+                self.report("foreign-file", name, f"a {kind} does not belong here")
+
+    def kind(self, parts: Parts, name: str) -> str:
+        with self.tree.open_or_none(parts) as fd:
+            if fd is None:
+                return "missing"
+            try:
+                return _durable.kind_of(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)
+            except OSError:
+                return "missing"
+
+    def check_claims(self, queues: list[str]) -> None:
+        """Running jobs of dead workers: rescued by a repair, reported otherwise."""
         for queue in queues:
             if self.repair:
                 for job_id in self.store.rescue(queue, self.me):
@@ -136,15 +167,6 @@ class _Checker:
             else:
                 for job_id in self.stale_claims(queue):
                     self.report("stale-claim", job_id, "running job of a dead worker")
-        for queue in queues:
-            self.walk_queue(queue)
-        jobs = self.walk_jobs()
-        self.check_markers()
-        self.check_unique_keys()
-        self.check_tmp()
-        self.check_workers()
-        count = sum(len(v) for v in self.markers.values())
-        return Report(tuple(self.problems), jobs, count)
 
     def stale_claims(self, queue: str) -> list[str]:
         """Running jobs whose worker is dead (its lock file is gone or can be locked)."""
@@ -194,6 +216,10 @@ class _Checker:
 
     def walk_queue(self, queue: str) -> None:
         tree = self.tree
+        for name in self.entries(tree.queue_dir(queue)):
+            if name not in QUEUE_ENTRIES:
+                where = path(tree.queue_dir(queue), name)
+                self.report("foreign-file", where, "not a state of the queue (a newer fsjobs'?)")
         for where, levels in ((Where.WAITING, 2), (Where.PENDING, 3)):
             for parts in self.buckets(tree.queue_dir(queue, where), levels):
                 for name in self.entries(parts, dirs=False):
@@ -202,7 +228,7 @@ class _Checker:
                     except ValueError:
                         self.report("foreign-file", path(parts, name), "not a marker name")
                         continue
-                    self.markers[marker.job_id].append(_Seen(queue, where, parts, name, marker))
+                    self.markers[marker.job_id].append(Seen(queue, where, parts, name, marker))
                     self.check_attempts(marker, path(parts, name))
         running = tree.running_dir(queue)
         for name in self.entries(running, dirs=False):
@@ -212,7 +238,7 @@ class _Checker:
                 self.report("foreign-file", path(running, name), "not a running marker")
                 continue
             self.markers[marker.job_id].append(
-                _Seen(queue, Where.RUNNING, running, name, marker, worker)
+                Seen(queue, Where.RUNNING, running, name, marker, worker)
             )
             self.check_attempts(marker, path(running, name))
         for where in BY_DAY:
@@ -224,7 +250,7 @@ class _Checker:
                             "foreign-file", path((*top, day), name), "not a job id of this day"
                         )
                         continue
-                    self.markers[name].append(_Seen(queue, where, (*top, day), name))
+                    self.markers[name].append(Seen(queue, where, (*top, day), name))
 
     def buckets(self, top: Parts, levels: int) -> list[Parts]:
         """The leaf buckets `levels` below `top`, reporting whatever is planted among them."""
@@ -247,206 +273,35 @@ class _Checker:
 
     # -- job folders and journals -----------------------------------------------------------
 
-    def walk_jobs(self) -> int:
-        count = 0
-        for shard in self.entries((_names.JOBS,), dirs=True):
-            for job_id in self.entries((_names.JOBS, shard)):
-                if not _ids.is_job_id(job_id) or _names.shard_of(job_id) != shard:
-                    self.report(
-                        "foreign-file", path((_names.JOBS, shard), job_id), "not a job folder"
-                    )
-                    continue
-                count += 1
-                self.check_job(job_id)
-        for job_id, seen in self.markers.items():
-            self.check_folder(job_id, seen)
-        return count
-
-    def check_job(self, job_id: str) -> None:
-        seen = self.markers.get(job_id, [])
-        folder = Tree.job_dir(job_id)
-        names = self.entries(folder)
-        if _names.FORMAT1_JOURNAL in names:
-            self.report("format-1", path(folder, _names.FORMAT1_JOURNAL), "run `fsjobs migrate`")
-        segments = _read.segments(self.tree, job_id)
-        owned_by_live = any(s.where is Where.RUNNING for s in seen)  # rescued above if dead
-        damaged = False
-        for epoch, seg in segments:
-            where = path(folder, _names.segment_name(epoch))
-            if seg.problem is None:
-                continue
-            if seg.unknown:
-                self.report("journal-unknown", where, f"{seg.problem}: written by a newer fsjobs?")
-            elif seg.torn:
-                if owned_by_live and epoch == segments[-1][0]:
-                    continue  # its writer may be mid-append
-                self.report("journal-tail", where, seg.problem, self.truncate(job_id, epoch, seg))
-            else:
-                damaged = True
-                self.report(
-                    "journal-corrupt",
-                    where,
-                    seg.problem,
-                    self.quarantine(job_id, seen, seg.problem),
-                )
-        if not seen:
-            self.check_unpublished(job_id)
-            return
-        final = [s for s in seen if s.where.is_final]
-        if len(seen) == 1 and final and segments and not damaged and self.settled(final[0]):
-            newest = segments[-1][1].records
-            if not any(r.type in journal.TERMINAL for r in newest):
-                where = final[0].where
-                fixed = self.repair and self.record_terminal(job_id, where, segments[-1][0] + 1)
-                message = f"{where.value}, but its newest journal segment has no record of it"
-                self.report("no-terminal-record", job_id, message, fixed)
-
-    def check_folder(self, job_id: str, seen: list[_Seen]) -> None:
-        """
-        A marker whose job folder is gone: restored from the marker (a power cut
-        lost the folder's name), or, if the marker does not hold the job's spec,
-        quarantined once it has settled.
-        """
-        if self.tree.exists(Tree.job_dir(job_id), _names.segment_name(0)):
-            return
-        if all(s.where is Where.CORRUPT for s in seen):
-            return  # already quarantined: nothing more to do
-        if (
-            self.repair
-            and len(seen) == 1
-            and _read.restore_folder(self.tree, job_id, seen[0].parts, seen[0].name)
-        ):
-            self.report("no-job-folder", job_id, "restored from its marker", True)
-            return
-        fixed = self.quarantine(job_id, seen, "its job folder is missing")
-        self.report("no-job-folder", job_id, "a marker without its job's journal", fixed)
-
-    def quarantine(self, job_id: str, seen: list[_Seen], why: str) -> bool:
-        """Move a waiting or pending job that has settled to ``corrupt/`` (repair only)."""
-        if not self.repair or len(seen) != 1:
-            return False
-        s, marker = seen[0], seen[0].marker
-        if marker is None or s.where not in (Where.WAITING, Where.PENDING) or not self.settled(s):
-            return False
-        dst = self.tree.day_dir(s.queue, Where.CORRUPT, job_id)
-        if not self.tree.move(s.parts, s.name, dst, job_id):
-            return False
-        new = _transitions.reopened(marker, marker.epoch + 1)
-        rec = record(
-            RecordType.CORRUPT,
-            self.tree.clock.now(),
-            attempt=new.attempt,
-            max_attempts=new.max_attempts,
-            error={"type": "CorruptJob", "message": why, "traceback": ""},
-            marker=path(dst, job_id),
-            repaired_by="fsck",
-        )
-        try:
-            self.tree.open_epoch(job_id, new.epoch, rec)
-        except (OSError, StoreError):
-            pass  # no folder to write in: the marker's place says it all
-        return True
-
-    def settled(self, seen: _Seen) -> bool:
-        """True if the marker has been where it is for longer than `settle` seconds."""
-        with self.tree.open_or_none(seen.parts) as fd:
-            if fd is None:
-                return False
-            try:
-                st = os.stat(seen.name, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                return False
-        return time.time() - st.st_ctime >= self.settle
-
-    def truncate(self, job_id: str, epoch: int, seg: journal.ReadResult) -> bool:
-        if not self.repair:
-            return False
-        with self.tree.dirs.open(Tree.job_dir(job_id)) as job_fd:
-            flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-            fd = os.open(_names.segment_name(epoch), flags, dir_fd=job_fd)
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    return False
-                os.ftruncate(fd, seg.valid_bytes)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        return True
-
-    def record_terminal(self, job_id: str, where: Where, epoch: int) -> bool:
-        rec = record(
-            RecordType(where.value),
-            self.tree.clock.now(),
-            repaired_by="fsck",
-            note="the outcome's record was lost in a crash",
-        )
-        self.tree.open_epoch(job_id, epoch, rec)
-        return True
-
-    def check_unpublished(self, job_id: str) -> None:
-        """A job folder without any marker: a push in progress, or one that died."""
-        if self.staging_alive(job_id):
-            return
-        age = time.time() - _ids.id_time_ms(job_id) / 1000
-        if age < self.horizon:
-            return  # may be a push in progress on another host
-        removed = False
-        if self.repair:
-            self.tree.discard_job(job_id)
-            removed = True
-        self.report(
-            "unpublished", path(Tree.job_dir(job_id)), f"never published ({age:.0f} s old)", removed
-        )
-
-    def staging_alive(self, job_id: str) -> bool:
-        """True if a push (or retry) of the job may still be at work: its staging file in
-        tmp/ is locked, or younger than the horizon."""
-        tmp_fd = self.tree.dirs.cached((_names.TMP,))
-        for name in _durable.listdir(tmp_fd):
-            if f".{job_id}." not in name and not name.startswith(f"retry.{job_id}."):
-                continue
-            if name.startswith("dead."):
-                continue
-            if self.alive_in_tmp(tmp_fd, name):
-                return True
-        return False
-
-    def alive_in_tmp(self, tmp_fd: int, name: str) -> bool:
-        """A tmp/ entry belongs to a live process: it is locked, or younger than the horizon."""
-        try:
-            st = os.stat(name, dir_fd=tmp_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return False
-        if time.time() - st.st_mtime < self.horizon:
-            return True
-        if not stat.S_ISREG(st.st_mode):
-            return False
-        try:
-            fd = _durable.open_lock_file(tmp_fd, name, create=False)
-        except StoreError:
-            return False
-        if fd is None:
-            return False
-        try:
-            return not _durable.try_lock(fd)
-        finally:
-            os.close(fd)
-
     # -- unique keys, tmp, workers -------------------------------------------------------
 
     def check_unique_keys(self) -> None:
+        """At most one unfinished job per key, and each unfinished keyed job owns its key."""
+        newest: dict[str, str] = {}
         for digest in self.entries((_names.UNIQUE,), dirs=True):
+            key_dir = (_names.UNIQUE, digest)
             owners = set()
-            with self.tree.open_or_none((_names.UNIQUE, digest)) as fd:
+            with self.tree.open_or_none(key_dir) as fd:
                 if fd is None:
                     continue
-                for gen in _unique.generations(fd):
+                gens = _unique.generations(fd)
+                for gen in gens:
                     owner = _unique.read_generation(fd, gen)
-                    if owner is not None:
+                    if owner is None:
+                        self.report("unique-key", path(key_dir, gen), "a malformed generation")
+                    else:
                         owners.add(owner[0])
+                        newest[digest] = owner[0]
+            for name in sorted(set(self.entries(key_dir, dirs=False)) - set(gens)):
+                self.report("foreign-file", path(key_dir, name), "not a generation of the key")
             unfinished = sorted(o for o in owners if self.unfinished(o))
             if len(unfinished) > 1:
                 self.report("unique-key", digest, f"unfinished jobs sharing a key: {unfinished}")
+        for job_id, key in sorted(self.keys.items()):
+            digest = _unique.key_dir(key)[-1]
+            if self.unfinished(job_id) and newest.get(digest) != job_id:
+                where = path((_names.UNIQUE, digest))
+                self.report("unique-key", where, f"unfinished job {job_id} does not own its key")
 
     def unfinished(self, job_id: str) -> bool:
         return any(not s.where.is_final for s in self.markers.get(job_id, []))
@@ -470,9 +325,16 @@ class _Checker:
 
     def check_workers(self) -> None:
         busy = {s.worker for seen in self.markers.values() for s in seen if s.worker}
-        for name in self.entries((_names.WORKERS,)):
+        for name in self.entries((_names.WORKERS,), dirs=False):
             worker, dot, kind = name.rpartition(".")
-            if not dot or kind != "lock" or worker in busy:
+            if not dot or kind not in ("lock", "hb") or not _ids.WORKER_ID_RE.fullmatch(worker):
+                self.report("foreign-file", path((_names.WORKERS,), name), "not a worker's file")
+                continue
+            if kind == "hb" and self.store.read_heartbeat(worker) is None:
+                self.report(
+                    "foreign-file", path((_names.WORKERS,), name), "not a heartbeat counter"
+                )
+            if kind != "lock" or worker in busy:
                 continue
             if self.store.worker_alive(worker) is not False:
                 continue  # alive, or not a usable lock file (reported by `entries`)

@@ -125,7 +125,9 @@ class Worker:
         """
         Run jobs until none of the worker's queues has a due job and none of its
         own is running; with `wait_scheduled`, also wait for scheduled jobs and
-        backoffs (at most `max_wait` seconds). Returns the attempts it ran.
+        backoffs (at most `max_wait` seconds). Returns the attempts it ran. While
+        the disk is full, or outcomes cannot be published, it waits; once outcomes
+        have failed to publish for minutes it raises `PublishFailed` instead.
         """
         before = self.ran
         await self._serve(until_empty=True, wait_scheduled=wait_scheduled, max_wait=max_wait)
@@ -181,6 +183,8 @@ class Worker:
                 claimed = 0 if silent > self.lease / 2 else await self._fill(listings, listed_at)
                 if until_empty and not claimed and not self._running:
                     if self._claims_paused():  # not empty: due jobs wait for the pause to end
+                        if self._publisher.failing is not None and self._publisher.hopeless:
+                            raise self._publisher.failing  # outcomes cannot be recorded here
                         await waker.wait(self._paused_until - time.monotonic())
                         continue
                     pause = await self._idle_pause(wait_scheduled, max_wait, started)

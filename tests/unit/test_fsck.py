@@ -113,7 +113,8 @@ def test_a_job_in_two_states_is_reported(root: pathlib.Path, store: Store) -> No
     day.mkdir(parents=True)
     shutil.copy(marker, day / job_id)
     report = fsck(store, repair=True)
-    assert kinds(report) == {"duplicate": False}
+    # a copy, not a hard link of segment 0 as a marker is: that too is reported
+    assert kinds(report) == {"duplicate": False, "marker-content": False}
 
 
 def test_leftovers_of_dead_processes_are_collected_after_the_horizon(

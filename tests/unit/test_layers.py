@@ -48,6 +48,7 @@ RANKS: dict[str, int] = {
     "_push": 10,
     "store": 11,
     "fsck": 12,
+    "_fsck_jobs": 11,
     "_migrate": 7,
     "doctor": 12,
     # the async API on top
@@ -82,6 +83,7 @@ FILE_MODULES = {
     "store",
     "fsck",
     "_migrate",
+    "_fsck_jobs",
 }
 # fmt: off
 OS_FILE_CALLS = {"open", "rename", "replace", "mkdir", "makedirs", "unlink", "remove", "rmdir",
