@@ -84,6 +84,10 @@ EXPECTED: dict[str, list[str]] = {
         r"^ann@example\.com: completed after 1 attempt\(s\)$",
         r"^nobody@example\.com: completed after 2 attempt\(s\)$",
     ],
+    "testing_with_pytest.py": [
+        r"test_a_bad_address_fails_and_will_retry PASSED",
+        r"=+ 5 passed in ",
+    ],
     "multiprocess_workers.py": [
         r"^all 12 jobs completed: \[0, 1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121\]$",
         r"^the job was rescued and completed on worker \d+, attempt 2 of 3$",

@@ -58,6 +58,7 @@ RANKS: dict[str, int] = {
     "_pacing": 16,
     "worker": 17,
     "testing": 18,
+    "_pytest_plugin": 19,
     "_demo": 18,
     "_cli_base": 18,
     "_cli_jobs": 19,
