@@ -84,6 +84,15 @@ EXPECTED: dict[str, list[str]] = {
         r"^ann@example\.com: completed after 1 attempt\(s\)$",
         r"^nobody@example\.com: completed after 2 attempt\(s\)$",
     ],
+    "django_backend.py": [
+        r"^enqueued add\(2, 3\) as job \w+: READY$",
+        r"^add\(2, 3\): SUCCESSFUL, return value 5$",
+        r"^greet \(async\): SUCCESSFUL, return value 'hello Ada'$",
+        r"^explode: FAILED, builtins\.ValueError$",
+        r"^add with run_after in an hour: READY \(scheduled\)$",
+        r"^run order: high \(50\) -> low \(-50\)$",
+        r"^worker exited with 0$",
+    ],
     "testing_with_pytest.py": [
         r"test_a_bad_address_fails_and_will_retry PASSED",
         r"=+ 5 passed in ",
