@@ -93,6 +93,13 @@ EXPECTED: dict[str, list[str]] = {
         r"^run order: high \(50\) -> low \(-50\)$",
         r"^worker exited with 0$",
     ],
+    "sync_queue.py": [
+        r"^  completed +100\.0% pass 3 of 3$",
+        r"^result: \{'path': 'cat\.png', 'width': 200\}$",
+        r"^widths: \[100, 200, 300\]$",
+        r"^wait raised JobFailed: fsjobs\.errors\.UnknownTask$",
+        r"^counts: \{'completed': 4, 'failed': 1\}$",
+    ],
     "testing_with_pytest.py": [
         r"test_a_bad_address_fails_and_will_retry PASSED",
         r"=+ 5 passed in ",
