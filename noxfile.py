@@ -95,7 +95,7 @@ def docs(session: nox.Session) -> None:
     site. ``-E`` rereads every page, so a changed docstring is never missed.
     """
     session.run("python", "scripts/check_docs.py")
-    install(session, "docs")
+    install(session, "docs", "django")  # django: the API reference imports fsjobs.contrib.django
     session.run(
         "sphinx-build",
         "-W",
