@@ -32,7 +32,7 @@ def main(root: str, log: str) -> None:
     from django.core.exceptions import ImproperlyConfigured
     from mysite import tasks
 
-    from fsjobs.contrib.django import STATUS, FsJobsBackend
+    from fsjobs.contrib.django import FsJobsBackend, django_status
     from fsjobs.contrib.django._compat import PACKAGE, TaskResultDoesNotExist
 
     seen: dict[str, object] = {"framework": PACKAGE}
@@ -98,7 +98,7 @@ def main(root: str, log: str) -> None:
         tasks.greet.get_result(total.id)
     except Exception as exc:
         seen["mismatch"] = type(exc).__name__
-    seen["every_status_mapped"] = set(STATUS) == set(fsjobs.JobStatus)
+    seen["mapping"] = {s.value: [s.is_final, str(django_status(s))] for s in fsjobs.JobStatus}
     try:
         FsJobsBackend("other", {"OPTIONS": {}})
     except ImproperlyConfigured as exc:

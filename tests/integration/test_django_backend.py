@@ -96,8 +96,22 @@ def test_django_errors(seen: dict) -> None:
     assert seen["missing"] == "TaskResultDoesNotExist"
     assert seen["mismatch"] == "TaskResultMismatch"
     assert "needs OPTIONS={'root'" in seen["no_root"]
-    assert seen["every_status_mapped"] is True
+
+
+def test_every_status_has_a_django_status(seen: dict) -> None:
+    """Completed is SUCCESSFUL, running RUNNING, other final statuses FAILED, waiting ones READY."""
+    mapping = {status: django for status, (_, django) in seen["mapping"].items()}
+    assert mapping["completed"] == "SUCCESSFUL"
+    assert mapping["running"] == "RUNNING"
+    for status in ("pending", "scheduled", "retrying", "held"):
+        assert mapping[status] == "READY", status
+    for status in ("failed", "timed_out", "cancelled", "corrupt"):
+        assert mapping[status] == "FAILED", status
+    for status, (final, django) in seen["mapping"].items():  # statuses added later, too
+        if status not in ("completed", "running"):
+            assert django == ("FAILED" if final else "READY"), status
 
 
 def test_eager_mode_through_django(seen: dict) -> None:
+    """fsjobs.testing.eager(): enqueue() returns after the task ran."""
     assert seen["eager"] == ["SUCCESSFUL", 42]

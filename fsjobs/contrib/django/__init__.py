@@ -55,7 +55,7 @@ from ._compat import (
     task_enqueued,
 )
 
-__all__ = ["FsJobsBackend"]
+__all__ = ["FsJobsBackend", "django_status"]
 
 #: Django task module path -> the first Django Task declared for it in this process.
 _declared: dict[str, typing.Any] = {}
@@ -138,7 +138,7 @@ class FsJobsBackend(BaseTaskBackend):  # type: ignore[misc]
         result = TaskResult(
             task=task.using(**changes),
             id=state.id,
-            status=STATUS.get(state.status, TaskResultStatus.READY),
+            status=django_status(state.status),
             enqueued_at=state.created_at,
             started_at=state.started_at,
             finished_at=state.finished_at,
@@ -154,19 +154,19 @@ class FsJobsBackend(BaseTaskBackend):  # type: ignore[misc]
         return result
 
 
-#: fsjobs status -> Django's; a status not listed (a future one that waits) is READY.
-STATUS: dict[JobStatus, typing.Any] = {
-    JobStatus.PENDING: TaskResultStatus.READY,
-    JobStatus.SCHEDULED: TaskResultStatus.READY,
-    JobStatus.RETRYING: TaskResultStatus.READY,
-    JobStatus.HELD: TaskResultStatus.READY,
-    JobStatus.RUNNING: TaskResultStatus.RUNNING,
-    JobStatus.COMPLETED: TaskResultStatus.SUCCESSFUL,
-    JobStatus.FAILED: TaskResultStatus.FAILED,
-    JobStatus.TIMED_OUT: TaskResultStatus.FAILED,
-    JobStatus.CANCELLED: TaskResultStatus.FAILED,
-    JobStatus.CORRUPT: TaskResultStatus.FAILED,
-}
+def django_status(status: JobStatus) -> typing.Any:
+    """
+    Django's status for an fsjobs status: completed is SUCCESSFUL, running is RUNNING,
+    any other final status FAILED, and every waiting one (pending, scheduled, retrying,
+    held...) READY.
+    """
+    if status is JobStatus.COMPLETED:
+        return TaskResultStatus.SUCCESSFUL
+    if status is JobStatus.RUNNING:
+        return TaskResultStatus.RUNNING
+    if status.is_final:
+        return TaskResultStatus.FAILED
+    return TaskResultStatus.READY
 
 
 def _errors(state: JobState) -> list[typing.Any]:
