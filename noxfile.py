@@ -35,6 +35,25 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+@nox.session(python="3.12")
+def django(session: nox.Session) -> None:
+    """
+    The Django Tasks backend on Django 6's own ``django.tasks`` (it needs Python 3.12);
+    ``tests`` runs the same tests on Python 3.11 with the django-tasks backport.
+    """
+    install(session, "test")
+    session.run(
+        "pytest",
+        "tests/integration/test_django_backend.py",
+        "tests/acceptance/test_examples.py",
+        "-k",
+        "django",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+    )
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
@@ -76,7 +95,7 @@ def docs(session: nox.Session) -> None:
     site. ``-E`` rereads every page, so a changed docstring is never missed.
     """
     session.run("python", "scripts/check_docs.py")
-    install(session, "docs")
+    install(session, "docs", "django")  # django: the API reference imports fsjobs.contrib.django
     session.run(
         "sphinx-build",
         "-W",

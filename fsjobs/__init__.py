@@ -37,6 +37,7 @@ from .states import Event as Event
 from .states import JobPage as JobPage
 from .states import JobState as JobState
 from .states import JobStatus as JobStatus
+from .sync_queue import SyncQueue as SyncQueue
 from .tasks import Task as Task
 from .worker import Worker as Worker
 
@@ -70,6 +71,7 @@ __all__ = [
     "Retry",
     "StoreError",
     "StoreFull",
+    "SyncQueue",
     "Task",
     "UniqueKeyBusy",
     "UniqueKeyConflict",

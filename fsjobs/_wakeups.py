@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import typing
 import weakref
 
 _io_pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -30,6 +31,12 @@ def io_pool() -> concurrent.futures.ThreadPoolExecutor:
                 max_workers=IO_THREADS, thread_name_prefix="fsjobs-io"
             )
         return _io_pool
+
+
+class Wakeable(typing.Protocol):
+    """Something a push or a finished job can wake, from any thread."""
+
+    def wake(self) -> None: ...
 
 
 class Waker:
@@ -56,15 +63,31 @@ class Waker:
         return True
 
 
+class ThreadWaker:
+    """A waker for code that blocks its thread (`SyncQueue`): a threading.Event."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def wake(self) -> None:
+        self.event.set()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until woken or `timeout` passes; True if woken (the wake-up is consumed)."""
+        woken = self.event.wait(timeout)
+        self.event.clear()
+        return woken
+
+
 class Signals:
     """In-process wake-ups, keyed by root."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pushed: dict[str, weakref.WeakSet[Waker]] = {}
-        self._finished: dict[tuple[str, str], set[Waker]] = {}
+        self._pushed: dict[str, weakref.WeakSet[Wakeable]] = {}
+        self._finished: dict[tuple[str, str], set[Wakeable]] = {}
 
-    def on_push(self, root: str, waker: Waker) -> None:
+    def on_push(self, root: str, waker: Wakeable) -> None:
         """Wake `waker` whenever this process pushes a job (or makes one due again) under `root`."""
         with self._lock:
             self._pushed.setdefault(root, weakref.WeakSet()).add(waker)
@@ -75,12 +98,12 @@ class Signals:
         for w in wakers:
             w.wake()
 
-    def wait_finish(self, root: str, job_id: str, waker: Waker) -> None:
+    def wait_finish(self, root: str, job_id: str, waker: Wakeable) -> None:
         """Wake `waker` when a worker of this process ends an attempt of `job_id`."""
         with self._lock:
             self._finished.setdefault((root, job_id), set()).add(waker)
 
-    def stop_waiting(self, root: str, job_id: str, waker: Waker) -> None:
+    def stop_waiting(self, root: str, job_id: str, waker: Wakeable) -> None:
         with self._lock:
             waiters = self._finished.get((root, job_id))
             if waiters is not None:

@@ -4,7 +4,8 @@
 Each store operation runs in a thread, one hop per operation, so the event loop
 never waits on the disk. Within one process, pushes wake idle workers and
 finished jobs wake waiters at once; across processes and hosts, workers and
-waiters poll.
+waiters poll. What an operation checks and does is in `_client`, shared with the
+blocking `SyncQueue`; this module only says how the async API waits for it.
 """
 
 from __future__ import annotations
@@ -17,29 +18,18 @@ import types
 import typing
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from . import _names, tasks
+from . import _client, tasks
+from ._client import DEFAULT_PRUNE as DEFAULT_PRUNE
 from ._clock import SYSTEM_CLOCK, Clock
 from ._json import JSON
 from ._wakeups import Waker, io_pool, signals
-from .errors import JobCancelled, JobFailed, JobNotDone, PushError, WaitTimeout
+from .errors import WaitTimeout
 from .model import Job
 from .states import Event, JobPage, JobState, JobStatus
-from .store import Store
 
 T = typing.TypeVar("T")
 P = typing.ParamSpec("P")
 R = typing.TypeVar("R")
-
-
-def _outcome(state: JobState) -> JobState:
-    """Return a completed state; raise for any other final one."""
-    if state.status is JobStatus.COMPLETED:
-        return state
-    if state.status is JobStatus.CANCELLED:
-        raise JobCancelled(state)
-    if state.status.is_final:
-        raise JobFailed(state)
-    raise JobNotDone(state)
 
 
 class Queue:
@@ -58,13 +48,15 @@ class Queue:
         reserve_bytes: int = 64 * 1024 * 1024,
         durable: bool = True,
     ) -> None:
-        if not os.fspath(root).strip():  # "" would make the current directory a root
-            raise ValueError("the queue root must be a directory path, not an empty string")
-        self.name = _names.check_name("queue", name)
-        self.clock = clock
-        self.store = Store(
-            root, clock=clock, staleness=staleness, reserve_bytes=reserve_bytes, durable=durable
+        self.name, self.store = _client.open_store(
+            root,
+            name,
+            clock=clock,
+            staleness=staleness,
+            reserve_bytes=reserve_bytes,
+            durable=durable,
         )
+        self.clock = clock
         self.root = self.store.root
 
     def __repr__(self) -> str:
@@ -109,13 +101,6 @@ class Queue:
 
     # -- push -------------------------------------------------------------------
 
-    def _check(self, job: Job) -> None:
-        if not isinstance(job, Job):
-            raise TypeError(f"push() takes an fsjobs.Job, not {type(job).__name__}")
-        task = tasks.find(job.func)
-        if task is not None:
-            task.check_kwargs(job.kwargs, uploads=job.uploads)
-
     async def push(self, job: Job) -> str:
         """
         Push one job; returns its id once it is durable and visible to workers.
@@ -131,22 +116,7 @@ class Queue:
         publishing some, `PushError.published_ids` lists them; if it fails before
         publishing any, the error is raised as it is (StoreFull, InvalidJob, ...).
         """
-        items = list(jobs)
-        for job in items:
-            self._check(job)
-        published: list[str] = []
-        try:
-            ids = await self.io(self.store.push_many, [(j, self.name) for j in items], published)
-        except Exception as exc:
-            if not published:
-                raise  # nothing was pushed: the error as it is
-            signals.pushed(self.root)
-            raise PushError(
-                f"push stopped after publishing {len(published)} of {len(items)} jobs: {exc}",
-                published,
-            ) from exc
-        signals.pushed(self.root)
-        return ids
+        return await self.io(_client.push_many, self.store, self.name, list(jobs))
 
     # -- reading ------------------------------------------------------------------
 
@@ -164,7 +134,7 @@ class Queue:
 
     async def result(self, job_id: str) -> JSON:
         """The return value of a completed job; raises JobFailed, JobCancelled or JobNotDone."""
-        return _outcome(await self.get(job_id)).result
+        return _client.outcome(await self.get(job_id)).result
 
     async def wait(
         self, job_id: str, timeout: float | None = None, interval: float | None = None
@@ -175,10 +145,10 @@ class Queue:
         A job finished in this process wakes the waiter at once; otherwise it
         polls every `interval` seconds (default: from 10 ms growing to 1 s).
         """
-        _check_interval(interval)
+        _client.check_interval(interval)
         async for state in self.watch(job_id, interval=interval, timeout=timeout):
             if state.is_done:
-                return _outcome(state)
+                return _client.outcome(state)
         raise AssertionError("watch() ended without a final state")  # pragma: no cover
 
     async def watch(
@@ -188,28 +158,17 @@ class Queue:
         Yield the job's state each time it changes; ends after a final state. It
         polls every `interval` seconds (None: from 10 ms growing to 1 s).
         """
-        _check_interval(interval)
-        deadline = None if timeout is None else self.clock.monotonic() + timeout
+        poll = _client.Poll(job_id, interval, timeout, self.clock)
         waker = Waker()
         signals.wait_finish(self.root, job_id, waker)
-        delay = 0.01 if interval is None else interval
-        last: JobState | None = None
         try:
             while True:
                 state = await self.get(job_id)
-                if state != last:
+                if poll.is_news(state):
                     yield state
-                    last = state
                 if state.is_done:
                     return
-                remaining = None if deadline is None else deadline - self.clock.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise WaitTimeout(
-                        f"job {job_id} is still {state.status.value} after {timeout} s"
-                    )
-                await waker.wait(delay if remaining is None else min(delay, remaining))
-                if interval is None:
-                    delay = min(delay * 1.5, 1.0)
+                await waker.wait(poll.pause(state))
         finally:
             signals.stop_waiting(self.root, job_id, waker)
 
@@ -222,12 +181,9 @@ class Queue:
         is cancelled; False if it had already ended otherwise, or is still running
         after `timeout` (the request stands: its worker stops it when it can).
         """
-        status = await self.io(self.store.cancel, job_id)
-        if status is JobStatus.CANCELLED:
-            signals.finished(self.root, job_id)
-            return True
-        if status is not JobStatus.RUNNING:
-            return False
+        done = await self.io(_client.cancel, self.store, job_id)
+        if done is not None:
+            return done
         try:
             async for state in self.watch(job_id, interval=None, timeout=timeout):
                 if state.is_done:
@@ -243,9 +199,7 @@ class Queue:
         InvalidJob for a job in another state, and UniqueKeyConflict if its unique
         key now belongs to another unfinished job. Returns the new state.
         """
-        await self.io(self.store.retry, job_id, more_attempts)
-        signals.pushed(self.root)
-        return await self.get(job_id)
+        return await self.io(_client.retry, self.store, job_id, more_attempts)
 
     async def read_output(self, job_id: str, name: str) -> bytes:
         """
@@ -268,37 +222,20 @@ class Queue:
         (seconds or a timedelta) ago, with their files. Safe while workers run.
         Returns how many jobs were deleted.
         """
-        age = (
-            older_than if isinstance(older_than, dt.timedelta) else dt.timedelta(seconds=older_than)
+        return await self.io(
+            _client.prune, self.store, self.name, self.clock, older_than, statuses, queue
         )
-        if age < dt.timedelta(0):
-            raise ValueError("older_than must not be negative")
-        wanted = [JobStatus(s) for s in (statuses or DEFAULT_PRUNE)]
-        cutoff = self.clock.now() - age
-        names = [queue or self.name]
-        if names == ["*"]:
-            names = await self.io(self.store.queues)
-        total = 0
-        for name in names:
-            total += await self.io(
-                self.store.prune, _names.check_name("queue", name), cutoff, wanted
-            )
-        return total
 
     async def hold(self, job_id: str) -> bool:
         """
         Hold a job that has not started: it stays in ``held/`` (keeping its unique
         key) and does not run until `release`. False if it is running or final.
         """
-        return await self.io(self.store.hold, job_id) is JobStatus.HELD
+        return await self.io(_client.hold, self.store, job_id)
 
     async def release(self, job_id: str) -> bool:
         """Release a held job: it goes back to where it was held from. False if it was not held."""
-        status = await self.io(self.store.release_hold, job_id)
-        if status is None:
-            return False
-        signals.pushed(self.root)
-        return True
+        return await self.io(_client.release, self.store, job_id)
 
     async def list_jobs(
         self,
@@ -313,30 +250,8 @@ class Queue:
         most `limit` (>= 1). The page is a list with ``next_cursor``: not None when
         more jobs follow; pass it back as `cursor` for the next page.
         """
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit}")
-        wanted = None if status is None else JobStatus(status)
-        name = queue or self.name
-        queues = None if name == "*" else [_names.check_name("queue", name)]
-        return await self.io(self.store.list_jobs, queues, wanted, limit, cursor)
+        return await self.io(_client.list_jobs, self.store, self.name, status, limit, queue, cursor)
 
     async def counts(self, *, queue: str | None = None) -> dict[JobStatus, int]:
         """How many jobs of this queue (or `queue`, ``"*"`` for all) are in each status."""
-        return await self.io(self._counts, queue or self.name)
-
-    def _counts(self, queue: str) -> dict[JobStatus, int]:
-        queues = self.store.queues() if queue == "*" else [_names.check_name("queue", queue)]
-        total = dict.fromkeys(JobStatus, 0)
-        for q in queues:
-            for status, n in self.store.counts(q).items():
-                total[status] += n
-        return total
-
-
-def _check_interval(interval: float | None) -> None:
-    if interval is not None and not interval > 0:  # also refuses NaN
-        raise ValueError(f"interval must be a positive number of seconds, not {interval}")
-
-
-#: What prune() deletes unless told otherwise: corrupt jobs are kept for inspection.
-DEFAULT_PRUNE = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED)
+        return await self.io(_client.counts, self.store, self.name, queue)

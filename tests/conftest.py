@@ -32,3 +32,7 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
+
+
+#: ``pytester`` runs small test suites in a subprocess (the tests of the pytest plugin).
+pytest_plugins = ["pytester"]

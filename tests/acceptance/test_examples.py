@@ -84,6 +84,26 @@ EXPECTED: dict[str, list[str]] = {
         r"^ann@example\.com: completed after 1 attempt\(s\)$",
         r"^nobody@example\.com: completed after 2 attempt\(s\)$",
     ],
+    "django_backend.py": [
+        r"^enqueued add\(2, 3\) as job \w+: READY$",
+        r"^add\(2, 3\): SUCCESSFUL, return value 5$",
+        r"^greet \(async\): SUCCESSFUL, return value 'hello Ada'$",
+        r"^explode: FAILED, builtins\.ValueError$",
+        r"^add with run_after in an hour: READY \(scheduled\)$",
+        r"^run order: high \(50\) -> low \(-50\)$",
+        r"^worker exited with 0$",
+    ],
+    "sync_queue.py": [
+        r"^  completed +100\.0% pass 3 of 3$",
+        r"^result: \{'path': 'cat\.png', 'width': 200\}$",
+        r"^widths: \[100, 200, 300\]$",
+        r"^wait raised JobFailed: fsjobs\.errors\.UnknownTask$",
+        r"^counts: \{'completed': 4, 'failed': 1\}$",
+    ],
+    "testing_with_pytest.py": [
+        r"test_a_bad_address_fails_and_will_retry PASSED",
+        r"=+ 5 passed in ",
+    ],
     "multiprocess_workers.py": [
         r"^all 12 jobs completed: \[0, 1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121\]$",
         r"^the job was rescued and completed on worker \d+, attempt 2 of 3$",

@@ -53,19 +53,22 @@ RANKS: dict[str, int] = {
     "doctor": 12,
     # the async API on top
     "tasks": 13,
-    "queue": 14,
-    "_attempt": 15,
-    "_pacing": 15,
-    "worker": 16,
-    "testing": 17,
-    "_demo": 17,
-    "_cli_base": 17,
-    "_cli_jobs": 18,
-    "_cli_root": 18,
-    "_cli_run": 18,
-    "cli": 19,
-    "__init__": 20,
-    "__main__": 21,
+    "_client": 14,
+    "queue": 15,
+    "sync_queue": 15,
+    "_attempt": 16,
+    "_pacing": 16,
+    "worker": 17,
+    "testing": 18,
+    "_pytest_plugin": 19,
+    "_demo": 18,
+    "_cli_base": 18,
+    "_cli_jobs": 19,
+    "_cli_root": 19,
+    "_cli_run": 19,
+    "cli": 20,
+    "__init__": 21,
+    "__main__": 22,
 }
 #: The only modules that may open, rename, create or remove files.
 FILE_MODULES = {
@@ -157,6 +160,13 @@ def test_no_module_is_too_long_to_read(module: str) -> None:
     assert lines <= 520, f"{module}.py has {lines} lines"
 
 
+def is_store_method(func: ast.Attribute) -> bool:
+    """A call of a `Store` method (``self.store.open()``): the store is what touches files."""
+    owner = func.value
+    name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+    return name == "store"
+
+
 @pytest.mark.parametrize("module", sorted(set(MODULES) - FILE_MODULES))
 def test_only_the_store_touches_files(module: str) -> None:
     """Outside the store's modules, nothing opens, renames or removes a file."""
@@ -170,6 +180,8 @@ def test_only_the_store_touches_files(module: str) -> None:
             offending.append("open")
         elif isinstance(func, ast.Attribute):
             is_os = isinstance(func.value, ast.Name) and func.value.id in ("os", "shutil")
+            if is_store_method(func):
+                continue  # ``self.store.open()``: the store's own step, not a file call
             if (is_os and func.attr in OS_FILE_CALLS) or func.attr in PATH_FILE_CALLS:
                 offending.append(ast.unparse(func))
     assert not offending, f"{module} touches files: {offending}"
