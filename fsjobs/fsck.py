@@ -12,8 +12,9 @@ the workers and ``tmp/``, and reports each violation as a `Problem`. With
   anywhere else, or whose folder is missing (a complete line that fails its
   checksum is corruption, never a crash);
 * records the missing terminal record of a final job (in a new epoch);
-* removes, once older than the horizon, staging files of dead pushers, job
-  folders that were never published, and lock files of dead workers.
+* removes, once older than the horizon, staging files of dead pushers (and
+  the upload folders of dead HTTP requests), job folders that were never
+  published, and lock files of dead workers.
 
 Everything else (a job in two states, two unfinished jobs with one unique key,
 damage in a running or final job, symlinks, FIFOs and other planted entries) is
@@ -34,7 +35,7 @@ import time
 
 import attrs
 
-from . import _durable, _ids, _names, _read, _transitions, _unique, journal
+from . import _durable, _ids, _names, _read, _transitions, _unique, _uploads, journal
 from ._names import Marker
 from ._paths import Parts
 from ._text import printable
@@ -412,7 +413,13 @@ class _Checker:
         return False
 
     def alive_in_tmp(self, tmp_fd: int, name: str) -> bool:
-        """A tmp/ entry belongs to a live process: it is locked, or younger than the horizon."""
+        """
+        A tmp/ entry belongs to a live process: it is locked, or younger than the
+        horizon; an upload stage's folder lives as long as its lock file does.
+        """
+        owner = _uploads.folder_owner(name)
+        if owner is not None and self.alive_in_tmp(tmp_fd, owner):
+            return True
         try:
             st = os.stat(name, dir_fd=tmp_fd, follow_symlinks=False)
         except FileNotFoundError:
