@@ -11,6 +11,7 @@ import sys
 
 from ._cli_base import EXIT_OK, Handler, Subparsers, add_parser, queue_list
 from .queue import Queue
+from .tasks import registered
 from .worker import Worker
 
 
@@ -47,6 +48,9 @@ def add_commands(sub: Subparsers) -> dict[str, Handler]:
         metavar="FILE",
         type=argparse.FileType("r", encoding="utf-8"),
         help="a file holding the token every request must carry (Authorization: Bearer)",
+    )
+    p.add_argument(
+        "--no-access-log", action="store_true", help="do not log a line for each request"
     )
     return {"worker": _worker, "serve": _serve}
 
@@ -98,8 +102,28 @@ async def _serve(args: argparse.Namespace) -> int:
     for module in args.modules:
         _import_task_module(module)
     queue = Queue(args.root)
+    served = sorted(
+        t.task_name for t in registered() if getattr(t.queue, "root", None) == queue.root
+    )
+    if not served:
+        print(
+            f"fsjobs: warning: no task of {' '.join(args.modules)} is registered on a queue of "
+            f"{queue.root}: every submission will be 404",
+            file=sys.stderr,
+        )
+    else:
+        print(f"fsjobs: serving {len(served)} tasks: {', '.join(served)}", file=sys.stderr)
     app = create_app(queue, token=token)
-    config = uvicorn.Config(app, host=host, port=args.port, lifespan="off", log_level="info")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=args.port,
+        lifespan="off",
+        log_level="info",
+        access_log=not args.no_access_log,
+        # an event stream stays open until its job ends: do not wait for it for ever
+        timeout_graceful_shutdown=GRACE,
+    )
     # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
     # handler that was there before it: this one, so that a clean stop exits 0 (as a worker).
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -107,6 +131,10 @@ async def _serve(args: argparse.Namespace) -> int:
     await uvicorn.Server(config).serve()
     queue.close()
     return EXIT_OK
+
+
+#: seconds `serve` waits for open requests (event streams) when it stops
+GRACE = 5
 
 
 def _stopped(signum: int, frame: object) -> None:

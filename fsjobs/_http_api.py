@@ -259,18 +259,21 @@ class Api:
         return JSONResponse(state_json(state))
 
 
-async def act(settings: Settings, request: Request, action: str) -> JobState:
+async def act(
+    settings: Settings, request: Request, action: str, cancel_wait: float = 10.0
+) -> JobState:
     """
     Carry out one operator action as the Queue method of that name; the job's state
     after it. An action that changes nothing (cancelling a final job, holding a
     running one) is no error: the state shows what is. Retrying a job that is not
-    failed, timed out or cancelled, or whose unique key is taken, is 409.
+    failed, timed out or cancelled, or whose unique key is taken, is 409. A cancel
+    waits for a running job to stop for ``?timeout=`` seconds, else `cancel_wait`.
     """
     queue = settings.queue
     job_id = job_id_of(request)
     params = request.query_params
     if action == "cancel":
-        wait = _float_param(params.get("timeout"), "timeout", 10.0, 0.0, MAX_CANCEL_WAIT)
+        wait = _float_param(params.get("timeout"), "timeout", cancel_wait, 0.0, MAX_CANCEL_WAIT)
         await queue.get(job_id)
         await queue.cancel(job_id, timeout=wait)
     elif action == "retry":

@@ -17,7 +17,8 @@ token signs everyone out.
 
 With or without a token, a request that changes something and carries an
 ``Origin`` header naming another host is refused (403): a page on another site
-cannot make a browser push or cancel jobs on a server bound to localhost.
+cannot make a browser push or cancel jobs on a server bound to localhost. Every
+answer carries ``X-Content-Type-Options: nosniff``.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class AuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        send = _nosniff(send)
         request = Request(scope)
         unsafe = request.method not in SAFE_METHODS
         if unsafe and not _same_origin(request):
@@ -143,6 +145,20 @@ class AuthMiddleware:
             await response(scope, receive, send)
             return
         await self.app(scope, replay, send)
+
+
+def _nosniff(send: Send) -> Send:
+    """Every answer says ``X-Content-Type-Options: nosniff``: JSON is never taken for HTML."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            if not any(k.lower() == b"x-content-type-options" for k, _ in headers):
+                headers.append((b"x-content-type-options", b"nosniff"))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return wrapped
 
 
 def _bearer(request: Request) -> str | None:

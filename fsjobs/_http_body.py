@@ -13,6 +13,7 @@ default). The push then renames the stage into the job.
 
 from __future__ import annotations
 
+import errno
 import typing
 
 import aiofiles
@@ -206,7 +207,12 @@ class _Part:
         cap = self.body.settings.max_upload
         if cap is not None and self.size > cap:
             raise _too_large(f"upload {self.name!r}", cap)
-        await self.file.write(chunk)
+        try:
+            await self.file.write(chunk)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise Problem(507, "store_full", f"no space left for upload {self.name!r}") from exc
+            raise
 
     async def end(self) -> None:
         if self.data is not None:

@@ -40,6 +40,8 @@ table{border-collapse:collapse;width:100%;background:var(--card)}
 th,td{text-align:left;padding:.42rem .6rem;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);font-weight:600}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+td.mono{word-break:break-all}td time{white-space:nowrap}
+.card h2:first-child{margin-top:0}
 td.zero{color:#b5bcc5}
 a{color:var(--accent)}
 code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12.5px}

@@ -45,6 +45,8 @@ COLUMNS = (
     JobStatus.CORRUPT,
 )
 PAGE_SIZE = 50
+#: how long the dashboard's Cancel button waits for a running job to stop (the page shows the rest)
+DASHBOARD_CANCEL_WAIT = 2.0
 #: what each status allows, as (action, button label, button class)
 ACTIONS: dict[str, tuple[str, str]] = {
     "cancel": ("Cancel", "danger"),
@@ -201,7 +203,7 @@ class Pages:
         before = await self.queue.get(job_id)
         note = ""
         try:
-            after = await act(self.settings, request, action)
+            after = await act(self.settings, request, action, cancel_wait=DASHBOARD_CANCEL_WAIT)
         except Problem as problem:
             if problem.status != 409:
                 raise

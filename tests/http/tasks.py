@@ -7,6 +7,7 @@ on ``$FSJOBS_ROOT``.
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 
 import fsjobs
@@ -15,6 +16,7 @@ ADD = "tests.http.add"
 ECHO_UPLOAD = "tests.http.echo_upload"
 REPORT = "tests.http.report"
 BOOM = "tests.http.boom"
+GATED = "tests.http.gated"
 
 
 async def add(ctx: fsjobs.Context, a: int, b: int = 0) -> int:
@@ -41,7 +43,21 @@ async def boom(ctx: fsjobs.Context, message: str) -> None:
     raise ValueError(message)
 
 
+async def gated(ctx: fsjobs.Context, gate: str) -> str:
+    """Reports 30 %, then waits until the file `gate` exists (a test opens it), then ends."""
+    await ctx.progress(30, "waiting for the gate")
+    while not pathlib.Path(gate).exists():
+        await asyncio.sleep(0.02)
+    return "through"
+
+
 def register(queue: fsjobs.Queue) -> None:
     """Register every task above on `queue` (replacing an earlier test's registration)."""
-    for name, fn in ((ADD, add), (ECHO_UPLOAD, echo_upload), (REPORT, report), (BOOM, boom)):
+    for name, fn in (
+        (ADD, add),
+        (ECHO_UPLOAD, echo_upload),
+        (REPORT, report),
+        (BOOM, boom),
+        (GATED, gated),
+    ):
         queue.task(name=name)(fn)

@@ -5,6 +5,7 @@ every route, the status codes it promises, and the JSON error shape on bad input
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import pathlib
@@ -233,6 +234,26 @@ async def test_cancel_hold_release_retry(client: httpx.AsyncClient, queue: fsjob
     assert held.status_code == 200 and held.json()["status"] == "pending", "not held: unchanged"
     await run_all(queue)
     assert (await client.post(f"/jobs/{job_id}/hold")).json()["status"] == "completed"
+
+
+async def test_cancel_stops_a_running_job(client: httpx.AsyncClient, queue: fsjobs.Queue) -> None:
+    """A running async task is cancelled; the answer waits for it (up to ?timeout=)."""
+    started = asyncio.Event()
+
+    async def forever(ctx: fsjobs.Context) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    queue.task(name="tests.http.forever")(forever)
+    job_id = await queue.push(fsjobs.Job(func="tests.http.forever"))
+    worker = fsjobs.Worker(queue, concurrency=1)
+    running = asyncio.ensure_future(worker.run())
+    async with asyncio.timeout(60):  # a hang guard, not a timing assertion
+        await started.wait()
+        r = await client.post(f"/jobs/{job_id}/cancel?timeout=30")
+        worker.stop()
+        await running
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
 
 
 async def test_bad_actions(client: httpx.AsyncClient, queue: fsjobs.Queue) -> None:

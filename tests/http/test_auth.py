@@ -157,3 +157,14 @@ async def test_cross_site_requests_cannot_change_anything(
     r = await client.post(f"/jobs/{job_id}/cancel", headers=same)
     assert r.json()["status"] == "cancelled"
     assert (await client.get("/jobs", headers=evil)).status_code == 200, "reads are not refused"
+
+
+async def test_every_answer_says_nosniff(guarded: httpx.AsyncClient, queue: fsjobs.Queue) -> None:
+    """JSON (even an error carrying job data) is never sniffed as HTML by a browser."""
+    for r in (
+        await guarded.get("/jobs"),
+        await guarded.get("/jobs", headers=BEARER),
+        await guarded.get("/health"),
+        await guarded.get("/login"),
+    ):
+        assert r.headers["x-content-type-options"] == "nosniff"

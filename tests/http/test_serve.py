@@ -136,6 +136,21 @@ async def test_without_a_token_serve_binds_localhost(
         assert (await c.get("/stats")).status_code == 200, "no token: open, on localhost only"
     stop(children, [server])
     assert f"Uvicorn running on http://127.0.0.1:{port}" in children.stderr(server)
+    assert f"fsjobs: serving 5 tasks: {tasks.ADD}, " in children.stderr(server)
+
+
+async def test_serve_warns_when_no_task_is_served(
+    children: Children, root: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """Tasks registered on a queue of another root are not served: serve says so."""
+    port = free_port()
+    other = tmp_path / "other-root"
+    server = children.start(
+        "fsjobs", "serve", "tests.http.served", "--root", other, "--port", str(port)
+    )
+    await serving(children, f"http://127.0.0.1:{port}", server)
+    stop(children, [server])
+    assert "is registered on a queue of" in children.stderr(server)
 
 
 async def test_serve_refuses_an_empty_token_file(
