@@ -55,7 +55,8 @@ async def setup(root: str) -> tuple[fsjobs.Queue, fsjobs.Queue, str]:
     for i, width in enumerate((320, 640, 1280)):
         await resize_image.enqueue(path=f"photos/{i:03d}.jpg", width=width)
     await send_receipt.enqueue(email="ann@example.com")
-    await shop.push(send_receipt.job(email="nobody@example.com").with_backoff(fsjobs.Backoff(initial=0)))
+    no_wait = fsjobs.Backoff(initial=0)
+    await shop.push(send_receipt.job(email="nobody@example.com").with_backoff(no_wait))
     await fsjobs.Worker(shop).run_until_empty(wait_scheduled=True, max_wait=10)
     cancelled = await resize_image.enqueue(path="photos/004.jpg", width=64)
     await shop.cancel(cancelled)
@@ -106,7 +107,7 @@ def main() -> int:
         GATE.set()
         server.should_exit = True
         thread.join()
-    print(f"wrote {out / 'dashboard.png'} and {out / 'dashboard-job.png'} (root {root})")
+    sys.stdout.write(f"wrote {out / 'dashboard.png'} and {out / 'dashboard-job.png'} ({root})\n")
     return 0
 
 
