@@ -22,8 +22,8 @@ PYTHON_PATHS = (
 
 
 def install(session: nox.Session, *groups: str) -> None:
-    """Install fsjobs itself (editable) and the named dependency groups."""
-    session.install("-e", ".")
+    """Install fsjobs itself (editable, with its `http` extra) and the named dependency groups."""
+    session.install("-e", ".[http]")
     for group in groups:
         session.install(*nox.project.dependency_groups(PYPROJECT, group))
 

@@ -15,7 +15,8 @@ ratio to a baseline measured in the same run, on the same directory:
   backlog against an empty store.
 
 Workloads: W1 push, W2 drain (rates.py), W3 pickup latency and idle CPU
-(pickup.py), W4 backlog (backlog.py), W5 push latency under load (stream.py).
+(pickup.py), W4 backlog (backlog.py), W5 push latency under load (stream.py),
+W6 jobs submitted over HTTP to ``fsjobs serve`` beside direct pushes (submit.py).
 The table goes to stdout, all samples to --json (default
 benchmarks/results/latest.json, not committed), the W4 sweep to a PNG with
 --plot (default docs/performance-backlog.png). docs/performance.md explains

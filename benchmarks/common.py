@@ -31,6 +31,7 @@ class Settings:
     backlog: int  # W4: jobs waiting while others are pushed and drained
     backlog_jobs: int  # W4: jobs pushed and drained beside the backlog
     stream: int  # W5: jobs pushed one at a time while two workers drain
+    submits: int  # W6: jobs submitted over HTTP, and pushed directly, per arm
     base: pathlib.Path  # scratch directory for the queues (under --dir)
     base_b: pathlib.Path | None  # the same directory through --dir-b, if given
     stamps: pathlib.Path  # local scratch directory for start times
@@ -44,9 +45,9 @@ class Settings:
 
 
 FULL = {"jobs": 10_000, "repeat": 3, "pickups": 200, "idle": 10.0}
-FULL |= {"backlog": 100_000, "backlog_jobs": 1000, "stream": 2000}
+FULL |= {"backlog": 100_000, "backlog_jobs": 1000, "stream": 2000, "submits": 5000}
 QUICK = {"jobs": 1500, "repeat": 1, "pickups": 50, "idle": 2.0}
-QUICK |= {"backlog": 5000, "backlog_jobs": 300, "stream": 500}
+QUICK |= {"backlog": 5000, "backlog_jobs": 300, "stream": 500, "submits": 1000}
 
 
 class Samples:

@@ -112,6 +112,7 @@ def build(m: Medians, notes: dict[str, str], backlog: int) -> list[Row]:
     _w3(t)
     _w4(t, backlog)
     _w5(t)
+    _w6(t)
     return [r for r in t.rows if r.value != "-"]
 
 
@@ -185,6 +186,20 @@ def _w5(t: Table) -> None:
     # pushes made while workers run (W3, W4, W5) that raised, and were tried again
     none = Target("<=", 0, on="value", text="0")
     t.add("W3-W5", "fsjobs pushes that failed, workers running", "errors.push", "", None, none)
+
+
+def _w6(t: Table) -> None:
+    w = "W6 HTTP submit"
+    for flight in (1, 16):
+        push = (f"push, {flight} in flight", f"w6.push.submit{flight}")
+        t.add(w, f"fsjobs push, {flight} in flight", f"w6.push.submit{flight}", "/s")
+        t.add(w, f"POST /jobs/{{task}}, {flight} in flight", f"w6.http.submit{flight}", "/s", push)
+        t.latency(w, f"push latency, {flight} in flight", f"w6.push.submit{flight}_latency")
+        base = ("push", f"w6.push.submit{flight}_latency.p50")
+        t.latency(w, f"POST latency, {flight} in flight", f"w6.http.submit{flight}_latency", base)
+        cpu = ("push, in its process", f"w6.push.submit{flight}_server_cpu")
+        key = f"w6.http.submit{flight}_server_cpu"
+        t.add(w, f"server CPU per POST, {flight} in flight", key, "ms", cpu)
 
 
 # -- output ---------------------------------------------------------------------------

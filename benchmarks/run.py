@@ -15,7 +15,7 @@ import typing
 
 from benchmarks.common import REPO, Samples, Settings, log
 
-WORKLOADS = ("w1", "w2", "w3", "w4", "w5")
+WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "w6")
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "latest.json"
 DEFAULT_PLOT = REPO / "docs" / "performance-backlog.png"
 
@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None, doc: str = "") -> int:
 
 def _measure(only: set[str], s: Settings, samples: Samples) -> dict[str, float]:
     """Run the chosen workloads; the seconds each took."""
-    from benchmarks import backlog, pickup, rates, stream  # imports noop: after FSJOBS_ROOT
+    from benchmarks import backlog, pickup, rates, stream, submit  # noop: after FSJOBS_ROOT
 
-    steps = (("w1,w2", rates), ("w3", pickup), ("w4", backlog), ("w5", stream))
+    steps = (("w1,w2", rates), ("w3", pickup), ("w4", backlog), ("w5", stream), ("w6", submit))
     seconds = {}
     for names, module in steps:
         if only & set(names.split(",")):
@@ -107,6 +107,7 @@ def _header(s: Settings, seconds: dict[str, float], info: dict[str, typing.Any])
         "w3": f"W3 {s.pickups} pickups",
         "w4": f"W4 {s.backlog_jobs:,} jobs beside a {s.backlog:,} backlog, median of {s.repeat}",
         "w5": f"W5 {s.stream:,} pushes",
+        "w6": f"W6 {s.submits:,} submits per arm, median of {s.repeat}",
     }
     parts = [f"{'quick' if s.quick else 'full'} run"] + [sizes[k] for k in seconds]
     parts.append(f"{info['filesystem']} under {s.base.parent}")

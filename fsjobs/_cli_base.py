@@ -10,7 +10,7 @@ import math
 import typing
 
 from . import _names
-from .model import converter
+from .model import state_json
 from .states import JobState
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_PROBLEMS = 0, 1, 2, 3, 4
@@ -29,11 +29,8 @@ def add_parser(sub: Subparsers, name: str, help: str) -> argparse.ArgumentParser
 
 
 def state_dict(state: JobState) -> dict[str, typing.Any]:
-    """A job's state as JSON (`show --json`, `watch --json`, `ls --json`)."""
-    data: dict[str, typing.Any] = converter.unstructure(state)
-    data["duration"] = state.duration
-    data["is_done"] = state.is_done
-    return data
+    """A job's state as JSON (`show --json`, `watch --json`, `ls --json`): `model.state_json`."""
+    return state_json(state)
 
 
 #: The longest duration the command line takes: longer ones are typos (and overflow dates).

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import typing
 
+from . import _stats
 from ._cli_base import (
     EXIT_FAILED,
     EXIT_OK,
@@ -16,7 +16,6 @@ from ._cli_base import (
     add_parser,
     duration,
 )
-from ._clock import to_ms
 from ._migrate import migrate
 from ._text import printable
 from .doctor import Level, doctor
@@ -56,7 +55,7 @@ def add_commands(sub: Subparsers) -> dict[str, Handler]:
 
     add_parser(sub, "migrate", "convert a format-1 root to format 2 in place (stop workers first)")
     return {
-        "stats": _stats,
+        "stats": _stats_command,
         "prune": _prune,
         "fsck": _fsck,
         "doctor": _doctor,
@@ -64,58 +63,29 @@ def add_commands(sub: Subparsers) -> dict[str, Handler]:
     }
 
 
-async def _stats(args: argparse.Namespace) -> int:
+async def _stats_command(args: argparse.Namespace) -> int:
     queue = Queue(args.root)
-    store = queue.store
-    now_ms = to_ms(queue.clock.now())
-    result: dict[str, dict[str, typing.Any]] = {}
-    for name in await queue.io(store.queues):
-        per_status = await queue.counts(queue=name)
-        oldest = await queue.io(store.oldest_pending_ms, name)
-        result[name] = {
-            "counts": {status.value: n for status, n in per_status.items() if n},
-            "oldest_pending_s": None if oldest is None else max(0, now_ms - oldest) / 1000,
-        }
-    alive = await queue.io(store.workers_alive)
+    stats = await queue.io(_stats.collect, queue.store)
     if args.prometheus:
-        print(_prometheus(result, alive), end="")
-    elif args.json:
-        print(json.dumps({"queues": result, "workers_alive": alive}, indent=2))
+        print(_stats.prometheus(stats), end="")
+        return EXIT_OK
+    result = {
+        name: {
+            "counts": {status.value: n for status, n in info.counts.items() if n},
+            "oldest_pending_s": info.oldest_pending_s,
+        }
+        for name, info in stats.queues.items()
+    }
+    if args.json:
+        print(json.dumps({"queues": result, "workers_alive": stats.workers_alive}, indent=2))
     else:
-        for name, info in result.items():
-            counts = "  ".join(f"{k}={v}" for k, v in info["counts"].items()) or "empty"
-            age = info["oldest_pending_s"]
+        for name, info in stats.queues.items():
+            counts = "  ".join(f"{s.value}={n}" for s, n in info.counts.items() if n) or "empty"
+            age = info.oldest_pending_s
             suffix = "" if age is None else f"  (oldest pending: {age:.1f} s)"
             print(f"{name}: {counts}{suffix}")
-        print(f"workers alive: {alive}")
+        print(f"workers alive: {stats.workers_alive}")
     return EXIT_OK
-
-
-def _prometheus(result: dict[str, dict[str, typing.Any]], alive: int) -> str:
-    """The Prometheus text exposition format (version 0.0.4)."""
-    lines = [
-        "# HELP fsjobs_jobs Jobs by queue and status.",
-        "# TYPE fsjobs_jobs gauge",
-    ]
-    for name, info in result.items():
-        for status in JobStatus:
-            lines.append(
-                f'fsjobs_jobs{{queue="{name}",status="{status.value}"}} '
-                f"{info['counts'].get(status.value, 0)}"
-            )
-    lines += [
-        "# HELP fsjobs_oldest_pending_seconds How long the oldest due job has waited.",
-        "# TYPE fsjobs_oldest_pending_seconds gauge",
-    ]
-    for name, info in result.items():
-        age = info["oldest_pending_s"]
-        lines.append(f'fsjobs_oldest_pending_seconds{{queue="{name}"}} {age or 0}')
-    lines += [
-        "# HELP fsjobs_workers_alive Workers holding their lock file.",
-        "# TYPE fsjobs_workers_alive gauge",
-        f"fsjobs_workers_alive {alive}",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 async def _prune(args: argparse.Namespace) -> int:

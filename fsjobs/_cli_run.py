@@ -1,4 +1,4 @@
-"""The commands that run things: worker, and the demo."""
+"""The commands that run things: worker and serve (the demo lives in ``_demo``)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 
 from ._cli_base import EXIT_OK, Handler, Subparsers, add_parser, queue_list
 from .queue import Queue
+from .tasks import registered
 from .worker import Worker
 
 
@@ -33,7 +35,24 @@ def add_commands(sub: Subparsers) -> dict[str, Handler]:
         help="also import task modules named in jobs that start with PREFIX",
     )
     p.add_argument("-v", "--verbose", action="store_true")
-    return {"worker": _worker}
+
+    p = add_parser(sub, "serve", "serve the HTTP API and dashboard for the tasks in MODULE...")
+    p.add_argument("modules", nargs="+", metavar="MODULE", help="modules that define tasks")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    p.add_argument(
+        "--host",
+        help="address to bind (default: 127.0.0.1 without a token, 0.0.0.0 with one)",
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="FILE",
+        type=argparse.FileType("r", encoding="utf-8"),
+        help="a file holding the token every request must carry (Authorization: Bearer)",
+    )
+    p.add_argument(
+        "--no-access-log", action="store_true", help="do not log a line for each request"
+    )
+    return {"worker": _worker, "serve": _serve}
 
 
 async def _worker(args: argparse.Namespace) -> int:
@@ -55,6 +74,71 @@ async def _worker(args: argparse.Namespace) -> int:
     else:
         await worker.run()
     return EXIT_OK
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .http import create_app
+    except ImportError as exc:
+        raise ImportError(
+            f"fsjobs serve needs the http extra: pip install 'fsjobs[http]' ({exc})"
+        ) from None
+    token = None
+    if args.token_file is not None:  # opened by argparse: the operator's file, not the root's
+        with args.token_file as f:
+            token = f.read().strip()
+        if not token:
+            raise ValueError(f"the token file {args.token_file.name} is empty")
+    host = args.host or ("0.0.0.0" if token else "127.0.0.1")  # noqa: S104 - with a token only
+    if token is None and host not in ("127.0.0.1", "::1", "localhost"):
+        print(
+            f"fsjobs: warning: serving {host} without a token: anyone who reaches it can "
+            "push, cancel and read jobs (use --token-file)",
+            file=sys.stderr,
+        )
+    sys.path.insert(0, os.getcwd())
+    for module in args.modules:
+        _import_task_module(module)
+    queue = Queue(args.root)
+    served = sorted(
+        t.task_name for t in registered() if getattr(t.queue, "root", None) == queue.root
+    )
+    if not served:
+        print(
+            f"fsjobs: warning: no task of {' '.join(args.modules)} is registered on a queue of "
+            f"{queue.root}: every submission will be 404",
+            file=sys.stderr,
+        )
+    else:
+        print(f"fsjobs: serving {len(served)} tasks: {', '.join(served)}", file=sys.stderr)
+    app = create_app(queue, token=token)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=args.port,
+        lifespan="off",
+        log_level="info",
+        access_log=not args.no_access_log,
+        # an event stream stays open until its job ends: do not wait for it for ever
+        timeout_graceful_shutdown=GRACE,
+    )
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
+    # handler that was there before it: this one, so that a clean stop exits 0 (as a worker).
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stopped)
+    await uvicorn.Server(config).serve()
+    queue.close()
+    return EXIT_OK
+
+
+#: seconds `serve` waits for open requests (event streams) when it stops
+GRACE = 5
+
+
+def _stopped(signum: int, frame: object) -> None:
+    """The handler uvicorn hands a stop signal back to once it has shut down: nothing to do."""
 
 
 class ModuleMissing(ImportError):

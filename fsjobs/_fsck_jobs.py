@@ -15,7 +15,7 @@ import time
 
 import attrs
 
-from . import _durable, _ids, _names, _read, _transitions, journal
+from . import _durable, _ids, _names, _read, _transitions, _uploads, journal
 from ._json import loads
 from ._names import Marker
 from ._paths import Parts
@@ -376,7 +376,13 @@ class JobChecks:
         return False
 
     def alive_in_tmp(self, tmp_fd: int, name: str) -> bool:
-        """A tmp/ entry belongs to a live process: it is locked, or younger than the horizon."""
+        """
+        A tmp/ entry belongs to a live process: it is locked, or younger than the
+        horizon; an upload stage's folder lives as long as its lock file does.
+        """
+        owner = _uploads.folder_owner(name)
+        if owner is not None and self.alive_in_tmp(tmp_fd, owner):
+            return True
         try:
             st = os.stat(name, dir_fd=tmp_fd, follow_symlinks=False)
         except FileNotFoundError:

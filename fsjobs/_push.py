@@ -18,6 +18,10 @@ still holds the spec, and the claim, fsck or `get` put the folder back from it
 invisible to everyone, and removed by the pusher on error or by fsck after the
 staging horizon. A batch shares its flushes: on a local filesystem two
 ``syncfs`` calls (folders, then markers) replace two fsyncs per job.
+
+Uploads that were written before the push (`_uploads`, as the HTTP API
+streams them) are not copied: their stage folder is renamed into the job's
+folder as ``uploads/`` in step 1.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ from collections.abc import Sequence
 
 import attrs
 
-from . import _durable, _ids, _names, _transitions, _unique, journal
+from . import _durable, _ids, _names, _transitions, _unique, _uploads, journal
 from ._clock import to_ms
 from ._paths import Parts
 from ._transitions import Location, Where
 from ._tree import Tree, path, record
+from ._uploads import UploadStage
+from .errors import InvalidJob
 from .journal import RecordType
 from .model import Job, spec_of
 
@@ -46,6 +52,8 @@ class _Staged:
     job: Job
     queue: str
     location: Location
+    #: uploads already written to a stage in tmp/, renamed into the job's folder
+    stage: UploadStage | None = None
     #: the job's folder, open from its writing to its commit (a single push only)
     job_fd: int = -1
 
@@ -65,21 +73,34 @@ class _Staged:
 
 
 def push_many(
-    tree: Tree, items: Sequence[tuple[Job, str]], published: list[str] | None = None
+    tree: Tree,
+    items: Sequence[tuple[Job, str]],
+    published: list[str] | None = None,
+    stages: Sequence[UploadStage | None] = (),
 ) -> list[str]:
     """
     Push jobs durably; return their ids (an existing job's id for a unique key
     that is taken). Ids are appended to `published` as each commit lands, so a
-    caller can tell what was pushed if this raises part-way.
+    caller can tell what was pushed if this raises part-way. ``stages[i]``, if
+    given and not None, holds the uploads of ``items[i]`` already on disk: its
+    folder becomes the job's ``uploads/`` (the job's `uploads` must name exactly
+    its files). The caller still discards each stage afterwards.
     """
     published = [] if published is None else published
     for _, queue in items:
         _names.check_name("queue", queue)
+    if len(stages) > len(items):
+        raise ValueError("more upload stages than jobs")
+    for (job, _), stage in zip(items, stages, strict=False):
+        if stage is not None and sorted(job.uploads) != sorted(stage.names):
+            raise InvalidJob("a job's uploads must name exactly the files of its upload stage")
     tree.for_writing()
     tree.check_space()
     now = tree.clock.now()
     now_ms = to_ms(now)
     staged = [_stage(job, queue, now_ms) for job, queue in items]
+    for s, stage in zip(staged, stages, strict=False):
+        s.stage = stage
     group = tree.batch_sync and len(staged) > 1
     _write_folders(tree, staged, now, group)
     ids: list[str] = []
@@ -152,11 +173,13 @@ def _write_folder(tree: Tree, s: _Staged, now: dt.datetime, *, sync: bool, keep_
         tree.dirs.mkdir_new(shard_fd, job_id)
         job_fd = tree.dirs.open_child(shard_fd, job_id)
         try:
-            if s.job.uploads:
-                # Uploads are not in the marker: their folder must not be lost.
+            if s.stage is not None:
+                _uploads.move_into(tree, s.stage, job_fd, sync=sync)
+            elif s.job.uploads:
                 _write_uploads(tree, job_fd, s.job.uploads, sync=sync)
-                if sync:
-                    _durable.fsync_all([job_fd, shard_fd])
+            if s.job.uploads and sync:
+                # Uploads are not in the marker: their folder must not be lost.
+                _durable.fsync_all([job_fd, shard_fd])
             _durable.write_new(job_fd, _names.segment_name(0), line, sync=sync)
         except BaseException:
             os.close(job_fd)

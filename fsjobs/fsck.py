@@ -12,8 +12,9 @@ the workers and ``tmp/``, and reports each violation as a `Problem`. With
   anywhere else, or whose folder is missing (a complete line that fails its
   checksum is corruption, never a crash);
 * records the missing terminal record of a final job (in a new epoch);
-* removes, once older than the horizon, staging files of dead pushers, job
-  folders that were never published, and lock files of dead workers.
+* removes, once older than the horizon, staging files of dead pushers (and
+  the upload folders of dead HTTP requests), job folders that were never
+  published, and lock files of dead workers.
 
 Everything else (a job in two states, two unfinished jobs with one unique key,
 damage in a running or final job, symlinks, FIFOs and other planted entries) is

@@ -22,6 +22,7 @@ from . import _names
 from ._clock import format_time, parse_time
 from ._json import JSON, check_plain, dumps
 from .errors import InvalidJob
+from .states import JobState
 
 MAX_KWARGS_BYTES = 1024 * 1024
 MAX_RESULT_BYTES = 16 * 1024 * 1024
@@ -369,6 +370,18 @@ def job_from_spec(spec: Mapping[str, JSON]) -> Job:
         limits=[converter.structure(x, Limit) for x in limits],
         backoff=None if backoff is None else converter.structure(backoff, Backoff),
     )
+
+
+def state_json(state: JobState) -> dict[str, typing.Any]:
+    """
+    A job's state as JSON: the one form of ``fsjobs show --json``, the HTTP API and
+    its Server-Sent Events (times ISO 8601 in UTC with a ``Z``), with the derived
+    ``duration`` and ``is_done`` added.
+    """
+    data: dict[str, typing.Any] = converter.unstructure(state)
+    data["duration"] = state.duration
+    data["is_done"] = state.is_done
+    return data
 
 
 def to_json_result(value: object) -> JSON:

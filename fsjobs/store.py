@@ -10,6 +10,7 @@ once:
 `_tree`                 paths, the safe walk, the format file, shared moves
 `_transitions`          where a marker goes, decided without I/O
 `_push`, `_unique`      push (one commit point), unique keys
+`_uploads`              uploads written before their push, renamed into the job
 `_claim`, `_finish`     the head of a queue, claim, progress, outcomes
 `_liveness`             worker locks and heartbeats, rescue
 `_read`                 state and history of a job, listings and counts
@@ -44,6 +45,7 @@ from . import (
     _operate,
     _push,
     _read,
+    _uploads,
 )
 from ._claim import Claim
 from ._clock import SYSTEM_CLOCK, Clock
@@ -51,10 +53,11 @@ from ._finish import Outcome
 from ._names import Marker
 from ._transitions import Ending, Where
 from ._tree import Tree
+from ._uploads import UploadStage
 from .model import Job
 from .states import Event, JobPage, JobState, JobStatus
 
-__all__ = ["Claim", "Ending", "Outcome", "Store"]
+__all__ = ["Claim", "Ending", "Outcome", "Store", "UploadStage"]
 
 
 class Store:
@@ -118,10 +121,25 @@ class Store:
     # -- push --------------------------------------------------------------------------
 
     def push_many(
-        self, items: Sequence[tuple[Job, str]], published: list[str] | None = None
+        self,
+        items: Sequence[tuple[Job, str]],
+        published: list[str] | None = None,
+        stages: Sequence[UploadStage | None] = (),
     ) -> list[str]:
         """Push (job, queue) pairs durably; see `_push.push_many`."""
-        return _push.push_many(self.tree, items, published)
+        return _push.push_many(self.tree, items, published, stages)
+
+    def stage_uploads(self) -> UploadStage:
+        """A locked folder in tmp/ to write uploads into before their push (see `_uploads`)."""
+        return _uploads.stage(self.tree)
+
+    def create_upload(self, stage: UploadStage, name: str) -> int:
+        """A new upload file in `stage`: a write-only descriptor that the caller closes."""
+        return _uploads.create(self.tree, stage, name)
+
+    def discard_uploads(self, stage: UploadStage) -> None:
+        """End a stage (after its push, or instead of it): its leftovers go, its lock drops."""
+        _uploads.discard(self.tree, stage)
 
     def check_space(self) -> None:
         self.tree.for_writing()

@@ -147,6 +147,11 @@ def find(name: str) -> Task[..., typing.Any] | None:
     return _registry.get(name)
 
 
+def registered() -> list[Task[..., typing.Any]]:
+    """Every task registered in this process."""
+    return list(_registry.values())
+
+
 def make_task_decorator(
     queue: Pusher,
     *,

@@ -104,6 +104,14 @@ EXPECTED: dict[str, list[str]] = {
         r"test_a_bad_address_fails_and_will_retry PASSED",
         r"=+ 5 passed in ",
     ],
+    "fastapi_app.py": [
+        r"^POST /fsjobs/jobs/examples\.fastapi_app\.thumbnail -> 201 ",
+        r"^without the token: 401$",
+        r"^a worker ran 2 jobs$",
+        r": completed, result \{'width': 200, 'bytes_in': 1000, 'bytes_out': 200\}, 200 bytes$",
+        r": completed, result \{'width': 500, 'bytes_in': 2000, 'bytes_out': 1000\}, 1000 bytes$",
+        r"^dashboard links stay under the mount: True$",
+    ],
     "multiprocess_workers.py": [
         r"^all 12 jobs completed: \[0, 1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121\]$",
         r"^the job was rescued and completed on worker \d+, attempt 2 of 3$",

@@ -185,6 +185,41 @@ def test_the_runner(tmp_path: pathlib.Path, subprocess_env: dict[str, str]) -> N
     assert run_blocks("docs/x.md", broken, tmp_path / "broken", subprocess_env).returncode != 0
 
 
+#: Methods of an HTTP client whose first argument is a URL path, not a file's.
+HTTP_CALLS = frozenset({"get", "post", "put", "patch", "delete", "head", "request", "stream"})
+
+
+def url_paths(tree: ast.AST) -> set[int]:
+    """The string constants that are the URL of an HTTP client call (``client.get("/jobs")``)."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in HTTP_CALLS
+            and node.args
+        ):
+            url = node.args[-1] if node.func.attr in ("request", "stream") else node.args[0]
+            found |= {id(n) for n in ast.walk(url) if isinstance(n, ast.Constant)}
+    return found
+
+
+def test_url_paths_are_not_files() -> None:
+    """An HTTP call's URL path is exempt from the sandbox check; a file path beside it is not."""
+    tree = ast.parse(
+        'client.get("/jobs")\nclient.post(f"/jobs/{x}/cancel")\n'
+        'client.request("GET", "/stats")\nopen("/etc/passwd")\nclient.get(url, data="/etc/x")\n'
+    )
+    urls = url_paths(tree)
+    flagged = [
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in urls
+    ]
+    assert "/etc/passwd" in flagged and "/etc/x" in flagged
+    assert not {"/jobs", "/jobs/", "/cancel", "/stats"} & set(flagged)
+
+
 def outside_the_sandbox(page: pathlib.Path) -> list[str]:
     """Absolute paths named by the page's blocks that run: each would write outside the test."""
     found = []
@@ -192,12 +227,14 @@ def outside_the_sandbox(page: pathlib.Path) -> list[str]:
         if block.compile_only:
             continue
         tree = ast.parse("\n" * (block.line - 1) + block.source, name(page))
+        urls = url_paths(tree)
         found += [
             f"{name(page)}:{node.lineno}: {node.value!r}"
             for node in ast.walk(tree)
             if isinstance(node, ast.Constant)
             and isinstance(node.value, str)
             and ABSOLUTE_PATH.match(node.value)
+            and id(node) not in urls
         ]
     return found
 
