@@ -81,10 +81,7 @@ class Worker:
         self.clock = clock or queue.clock
         self.id = _names.check_worker_id(worker_id or _ids.new_worker_id())
         self.poll_interval = poll_interval
-        if max_poll_interval is None:
-            # Another host's push rings no inotify bell here: on a network
-            # filesystem an idle worker keeps looking every 100 ms.
-            max_poll_interval = IDLE_POLL_NETWORK if self.store.staleness else IDLE_POLL_LOCAL
+        #: None until the worker starts: it depends on the filesystem (read off the event loop)
         self.max_poll_interval = max_poll_interval
         self.rescue_interval = rescue_interval
         if not lease > 0:
@@ -146,6 +143,11 @@ class Worker:
         self._waker = waker = Waker()
         signals.on_push(self.queue.root, waker)
         lock_fd, hb_fd = await self.queue.io(self.store.register_worker, self.id)
+        if self.max_poll_interval is None:
+            # Another host's push rings no inotify bell here: on a network
+            # filesystem an idle worker keeps looking every 100 ms.
+            network = await self.queue.io(lambda: self.store.staleness > 0)
+            self.max_poll_interval = IDLE_POLL_NETWORK if network else IDLE_POLL_LOCAL
         self._heartbeat = heartbeat = Heartbeat(self.store, hb_fd, self.lease / 6)
         heartbeat.start()
         bell = await self.queue.io(self.store.watch, self.queues)
@@ -192,7 +194,7 @@ class Worker:
                         break
                     await waker.wait(pause)
                     continue
-                delay = self.poll_interval if claimed else min(delay * 2, self.max_poll_interval)
+                delay = self.poll_interval if claimed else min(delay * 2, self._longest_poll)
                 if claimed and len(self._running) < self.concurrency:
                     continue
                 await self._wait_for_change(waker, delay)
@@ -231,7 +233,7 @@ class Worker:
             left = max_wait - (self.clock.monotonic() - started)
             if left <= 0 or pause > left:
                 return None
-        return min(pause + 0.001, self.max_poll_interval)
+        return min(pause + 0.001, self._longest_poll)
 
     async def _wait_for_change(self, waker: Waker, delay: float) -> None:
         """Sleep until a job ends, a push in this process wakes us, or `delay` passes."""
@@ -287,6 +289,11 @@ class Worker:
                 if claims or self._claims_paused():
                     return claims  # or the disk is full: stop trying for now
         return []
+
+    @property
+    def _longest_poll(self) -> float:
+        assert self.max_poll_interval is not None  # set when the worker starts
+        return self.max_poll_interval
 
     def _pause_claims(self, seconds: float) -> None:
         """Claim nothing for `seconds` (a full disk, outcomes that could not be published)."""
