@@ -2,7 +2,8 @@
 `Worker`: claims jobs from one or more queues and runs them.
 
 Async tasks run on the event loop; sync tasks run in a thread pool of the
-worker's concurrency. The worker holds an OFD lock on ``workers/<id>.lock`` for
+worker's concurrency, or in its pool of child processes (the process executor;
+see `_attempt`). The worker holds an OFD lock on ``workers/<id>.lock`` for
 its whole life; any other worker that can take that lock knows this one is dead
 and puts its running jobs back (see `Store.rescue`).
 """
@@ -19,13 +20,13 @@ import threading
 import time
 import typing
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from . import _ids, _names
+from . import _capture, _ids, _names
 from ._attempt import ProgressWriter, Runner
 from ._clock import Clock, to_ms
 from ._inotify import Watcher
-from ._pacing import Heartbeat, Publisher
+from ._pacing import Heartbeat, Publisher, concurrency_of
 from ._text import printable
 from ._wakeups import Waker, io_pool, signals
 from .doctor import mount_problems
@@ -48,7 +49,14 @@ IDLE_POLL_NETWORK = 0.1
 class Worker:
     """
     Runs jobs of `queues` (default: the queue's own) under the queue's root,
-    at most `concurrency` at a time.
+    at most `concurrency` at a time (default 10).
+
+    `queues` is a list of names, or a mapping name -> the most jobs of that queue
+    this worker runs at once (``{"default": 10, "video": 2}``); `concurrency`
+    still caps the total, and defaults to the mapping's sum.
+
+    `executor` is where sync tasks that name no executor run: ``"thread"`` (the
+    default) or ``"process"`` (a pool of at most `concurrency` child processes).
 
     With `handle_signals` (``fsjobs worker`` sets it), `run()` in the main thread
     handles SIGTERM and SIGINT: the first stops claiming and lets running jobs
@@ -59,8 +67,8 @@ class Worker:
     def __init__(
         self,
         queue: Queue,
-        queues: Sequence[str] | None = None,
-        concurrency: int = 10,
+        queues: Sequence[str] | Mapping[str, int] | None = None,
+        concurrency: int | None = None,
         *,
         clock: Clock | None = None,
         worker_id: str | None = None,
@@ -71,13 +79,16 @@ class Worker:
         grace_period: float = 30.0,
         allow_import: Sequence[str] = (),
         handle_signals: bool = False,
+        executor: str = "thread",
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
         self.queue = queue
         self.store = queue.store
+        #: the most running jobs of each queue (a mapping's), and of all of them
+        self.queue_limits, self.concurrency = concurrency_of(queues, concurrency)
+        if executor not in ("thread", "process"):
+            raise ValueError(f"a worker's executor is 'thread' or 'process', not {executor!r}")
+        self.executor = executor
         self.queues = [_names.check_name("queue", q) for q in (queues or [queue.name])]
-        self.concurrency = concurrency
         self.clock = clock or queue.clock
         self.id = _names.check_worker_id(worker_id or _ids.new_worker_id())
         self.poll_interval = poll_interval
@@ -95,6 +106,7 @@ class Worker:
         self.handle_signals = handle_signals
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._running: dict[asyncio.Task[None], Claim] = {}
+        self._running_in: dict[str, int] = dict.fromkeys(self.queues, 0)
         #: why a running task was cancelled: "cancel" or "fenced" (otherwise: shutdown)
         self._stop_reasons: dict[asyncio.Task[None], str] = {}
         self._finishing: set[str] = set()
@@ -140,12 +152,22 @@ class Worker:
         self._threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix=f"fsjobs-task-{self.id}"
         )
-        self._runner = Runner(self.queue, self.clock, self.allow_import, self._threads)
+        self._runner = runner = Runner(
+            self.queue,
+            self.clock,
+            self.allow_import,
+            self._threads,
+            executor=self.executor,
+            processes=self.concurrency,
+            lease=self.lease,
+            heartbeat_age=self._heartbeat_age,
+        )
         self._waker = waker = Waker()
         signals.on_push(self.queue.root, waker)
         lock_fd, hb_fd = await self.queue.io(self.store.register_worker, self.id)
-        self._heartbeat = heartbeat = Heartbeat(self.store, hb_fd, self.lease / 6)
+        self._heartbeat = heartbeat = Heartbeat(self.store, hb_fd, self.lease / 6, runner.beat)
         heartbeat.start()
+        _capture.install()
         bell = await self.queue.io(self.store.watch, self.queues)
         if bell is not None:
             asyncio.get_running_loop().add_reader(bell.fd, self._on_bell, bell, waker)
@@ -199,6 +221,7 @@ class Worker:
             try:
                 await self._shutdown()
             finally:
+                _capture.uninstall()
                 # Only now: a second signal during the grace period releases the jobs.
                 for sig in installed:
                     asyncio.get_running_loop().remove_signal_handler(sig)
@@ -252,6 +275,10 @@ class Worker:
                 if free <= 0 or self._claims_paused():
                     break
                 share = max(1, free // len(self.queues))
+                if q in self.queue_limits:
+                    share = min(share, self.queue_limits[q] - self._running_in[q])
+                    if share <= 0:
+                        continue  # this queue has all the slots it may have here
                 for claim in await self._claim_some(q, share, listings[q], listed_at):
                     self._start(claim)
                     claimed += 1
@@ -383,11 +410,17 @@ class Worker:
     def _start(self, claim: Claim) -> None:
         task = asyncio.create_task(self._execute(claim), name=f"fsjobs:{claim.job_id}")
         self._running[task] = claim
+        self._running_in[claim.queue] += 1
         task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task, None)
+        claim = self._running.pop(task, None)
+        if claim is not None:
+            self._running_in[claim.queue] -= 1
         self._stop_reasons.pop(task, None)
+
+    def _heartbeat_age(self) -> float:
+        return 0.0 if self._heartbeat is None else self._heartbeat.silent_for()
 
     async def _shutdown(self) -> None:
         if self._running:
@@ -402,6 +435,8 @@ class Worker:
                 self._stop(task, "shutdown")
             if still:
                 await asyncio.wait(still)
+        if self._runner is not None:
+            await self._runner.close()
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._threads = None
