@@ -14,9 +14,8 @@ newest attempt) or ``queue.logs(job_id, attempt=1)``, or from a shell with
 from __future__ import annotations
 
 import asyncio
-import glob
 import logging
-import os
+import pathlib
 import sys
 import tempfile
 
@@ -31,6 +30,14 @@ def convert(ctx: Context, name: str) -> str:
     if ctx.attempt == 1:
         raise RuntimeError("the converter crashed")
     return name.replace(".doc", ".pdf")
+
+
+def log_files(root: str, job_id: str) -> list[str]:
+    """A job's log files, one per attempt that ran (``ls jobs/*/ID/attempts/*/log``)."""
+    return [
+        str(p.relative_to(root))
+        for p in sorted(pathlib.Path(root).glob(f"jobs/*/{job_id}/attempts/*/log"))
+    ]
 
 
 async def main(root: str) -> None:
@@ -62,8 +69,7 @@ async def main(root: str) -> None:
         print(await queue.logs(report, attempt=attempt), end="")
     print(f"report.doc: {await queue.result(report)}")
 
-    logs = glob.glob(os.path.join(root, "jobs", "*", report, "attempts", "*", "log"))
-    print(f"its logs on disk: {sorted(os.path.relpath(p, root) for p in logs)}")
+    print(f"its logs on disk: {await asyncio.to_thread(log_files, root, report)}")
 
 
 if __name__ == "__main__":

@@ -267,35 +267,27 @@ class Runner:
     ) -> JSON:
         store, job = self.queue.store, claim.job
         assert job is not None
-        try:
-            log_fd = await self.queue.io(store.open_log, claim)
-        except OSError as exc:  # the task still runs; its output goes nowhere
-            logger.warning("job %s: its log could not be created: %s", claim.job_id, exc)
-            log_fd = -1
-        try:
-            request = _child.Request(
-                job_id=claim.job_id,
-                attempt=claim.marker.attempt,
-                max_attempts=claim.marker.max_attempts,
-                queue=claim.queue,
-                task_name=task.task_name,
-                module=getattr(task.fn, "__module__", None) or "__main__",
-                qualname=getattr(task.fn, "__qualname__", task.task_name),
-                kwargs=kwargs,
-                context_param=task.context_param,
-                uploads={name: str(path) for name, path in uploads.items()},
-                memory=job.memory_limit,
-                silent_for=self.heartbeat_age(),
+        request = _child.Request(
+            job_id=claim.job_id,
+            attempt=claim.marker.attempt,
+            max_attempts=claim.marker.max_attempts,
+            queue=claim.queue,
+            task_name=task.task_name,
+            module=getattr(task.fn, "__module__", None) or "__main__",
+            qualname=getattr(task.fn, "__qualname__", task.task_name),
+            kwargs=kwargs,
+            context_param=task.context_param,
+            uploads={name: str(path) for name, path in uploads.items()},
+            memory=job.memory_limit,
+            silent_for=self.heartbeat_age(),
+        )
+        async with deadline.scope():
+            reply = await self.pool.run(
+                request,
+                functools.partial(store.open_log, claim),
+                progress.report,
+                functools.partial(self.queue.io, store.output_dir, claim),
             )
-            async with deadline.scope():
-                reply = await self.pool.run(
-                    request,
-                    log_fd,
-                    progress.report,
-                    functools.partial(self.queue.io, store.output_dir, claim),
-                )
-        finally:
-            await asyncio.shield(self.queue.io(LogFile(fd=log_fd).close))
         if reply.kind == "returned":
             return reply.result
         raise _ChildFailed(reply)

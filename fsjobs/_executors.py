@@ -31,6 +31,7 @@ from multiprocessing import reduction
 from multiprocessing.connection import Connection
 
 from . import _child, tasks
+from ._logs import LogFile
 from ._wakeups import io_pool
 from .errors import ChildDied
 
@@ -55,10 +56,29 @@ class Child:
     def __repr__(self) -> str:
         return f"<fsjobs child {self.pid}>"
 
-    def send_request(self, request: _child.Request, log_fd: int) -> None:
-        self.conn.send(("run", request, log_fd >= 0))
-        if log_fd >= 0:
-            reduction.send_handle(self.conn, log_fd, self.pid)
+    def start_task(
+        self, request: _child.Request, open_log: Callable[[], int]
+    ) -> tuple[int, tuple[typing.Any, ...]]:
+        """
+        In one hop to a thread: open the attempt's log (the store does), send the
+        request and the log's descriptor, and wait for the child's first message.
+        Returns the descriptor (-1 if the log could not be made) and that message.
+        """
+        try:
+            log_fd = open_log()
+        except OSError as exc:  # the task still runs; its output goes nowhere
+            logger.warning("job %s: its log could not be created: %s", request.job_id, exc)
+            log_fd = -1
+        try:
+            self.conn.send(("run", request, log_fd >= 0))
+            if log_fd >= 0:
+                reduction.send_handle(self.conn, log_fd, self.pid)
+            message: tuple[typing.Any, ...] = self.conn.recv()
+        except BaseException:
+            if log_fd >= 0:
+                LogFile(fd=log_fd).close()  # keeps its tail
+            raise
+        return log_fd, message
 
     def beat(self, age: float) -> None:
         if self._gone:
@@ -123,18 +143,19 @@ class ProcessPool:
     async def run(
         self,
         request: _child.Request,
-        log_fd: int,
+        open_log: Callable[[], int],
         progress: Callable[[float | None, str | None], None],
         output_dir: Callable[[], Awaitable[pathlib.Path]],
     ) -> _child.Reply:
         """
-        Run `request` in a child and return its reply. ChildDied if the child died
-        first. Cancelled (a timeout, a cancel, the worker stopping), it kills the
-        child and waits until it is gone before it re-raises.
+        Run `request` in a child and return its reply; `open_log` opens the
+        attempt's log, for the child to write. ChildDied if the child died first.
+        Cancelled (a timeout, a cancel, the worker stopping), it kills the child
+        and waits until it is gone before it re-raises.
         """
         child = await self._take()
         try:
-            reply = await self._exchange(child, request, log_fd, progress, output_dir)
+            reply = await self._exchange(child, request, open_log, progress, output_dir)
         except BaseException:
             await self._discard(child)
             raise
@@ -230,15 +251,20 @@ class ProcessPool:
         self,
         child: Child,
         request: _child.Request,
-        log_fd: int,
+        open_log: Callable[[], int],
         progress: Callable[[float | None, str | None], None],
         output_dir: Callable[[], Awaitable[pathlib.Path]],
     ) -> _child.Reply:
         loop = asyncio.get_running_loop()
+        log_fd = -1
+        started = loop.run_in_executor(self._pipes, child.start_task, request, open_log)
         try:
-            await loop.run_in_executor(self._pipes, child.send_request, request, log_fd)
+            try:
+                log_fd, message = await asyncio.shield(started)
+            except asyncio.CancelledError:
+                started.add_done_callback(_close_log)
+                raise
             while True:
-                message = await loop.run_in_executor(self._pipes, child.conn.recv)
                 if message[0] == "progress":
                     progress(message[1], message[2])
                 elif message[0] == "output_dir":
@@ -248,10 +274,25 @@ class ProcessPool:
                         answer = ("error", f"the output directory could not be created: {exc}")
                     await loop.run_in_executor(self._pipes, child.conn.send, answer)
                 elif message[0] == "reply":
+                    if log_fd >= 0:
+                        os.close(log_fd)  # the child has cut it to its tail
+                        log_fd = -1
                     return typing.cast(_child.Reply, message[1])
+                message = await loop.run_in_executor(self._pipes, child.conn.recv)
         except (EOFError, OSError):
             await loop.run_in_executor(io_pool(), child.kill)
             raise ChildDied(child.death()) from None
+        finally:
+            if log_fd >= 0:  # the child did not end its task: cut the log to its tail here
+                await asyncio.shield(loop.run_in_executor(io_pool(), LogFile(fd=log_fd).close))
+
+
+def _close_log(started: asyncio.Future[tuple[int, tuple[typing.Any, ...]]]) -> None:
+    """The attempt stopped waiting while its child was being given the task: close its log."""
+    if not started.cancelled() and started.exception() is None:
+        log_fd = started.result()[0]
+        if log_fd >= 0:
+            io_pool().submit(LogFile(fd=log_fd).close)
 
 
 def _kill_late(started: asyncio.Future[Child]) -> None:

@@ -73,10 +73,12 @@ EXPECTED: dict[str, list[str]] = {
         r"^a SIGKILL: failed: fsjobs\.errors\.ChildDied: .* killed by SIGKILL$",
     ],
     "logs.py": [
-        r"^--- the log of ping:\nping 0\nping 1\nping 2\n--- the log of pong:\npong 0\npong 1\n"
-        r"pong 2\n",
-        r"^--- the log of report\.doc, attempt 1:\nattempt 1: converting report\.doc in a child "
-        r"process\n.* INFO examples\.logs: report\.doc has 3 pages\n",
+        r"^--- the log of ping:\nping 0\nping 1\nping 2\n--- the log of pong:\npong 0\n",
+        r"^pong 2\n--- the log of report\.doc, attempt 1:\n",
+        (
+            r"^attempt 1: converting report\.doc in a child process\n.* INFO examples\.logs: "
+            r"report\.doc has 3 pages\n"
+        ),
         r"^attempt 2: converting report\.doc",
         r"^report\.doc: report\.pdf$",
         r"attempts/000001/log', '.*attempts/000002/log'\]$",
