@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import pathlib
+import subprocess
 import sys
 import threading
 import typing
@@ -41,6 +43,15 @@ def where() -> dict[str, typing.Any]:
 
 async def async_where() -> int:
     return os.getpid()
+
+
+def files(ctx: fsjobs.Context, photo: bytes) -> dict[str, typing.Any]:
+    """Read an upload by path and as bytes, write an output, and print (a child's view)."""
+    (ctx.output_dir / "size.txt").write_text(str(len(photo)))
+    print(f"printed by {os.getpid()}")
+    logging.getLogger("tests.child").info("logged at INFO")
+    subprocess.run(["echo", "a subprocess wrote this"], check=True)  # descriptor 1
+    return {"pid": os.getpid(), "same": ctx.uploads["photo"].read_bytes() == photo}
 
 
 def report(ctx: fsjobs.Context) -> str:
@@ -170,6 +181,40 @@ async def test_the_executor_is_stored_and_the_root_lists_the_feature(
     spec = (await queue.history(job_id))[0].data["spec"]
     assert isinstance(spec, dict) and spec["executor"] == "process"
     assert fsjobs.model.job_from_spec(spec).executor == "process"
+
+
+@pytest.mark.asyncio
+async def test_uploads_output_dir_and_logs_work_in_a_child(queue: Queue) -> None:
+    task = queue.task(name=name(), executor="process")(files)
+    job_id = await queue.push(task.job().with_uploads({"photo": b"\x89PNG" * 1000}))
+    assert await drain(queue) == 1
+    state = await queue.get(job_id)
+    assert isinstance(state.result, dict) and state.result["same"] is True, state.error
+    child = state.result["pid"]
+    assert child != os.getpid()
+    assert state.outputs == ("size.txt",)
+    assert await queue.read_output(job_id, "size.txt") == b"4000"
+    lines = (await queue.logs(job_id)).splitlines()
+    assert lines[0] == f"printed by {child}"
+    assert lines[1].endswith("INFO tests.child: logged at INFO")
+    assert lines[2:] == ["a subprocess wrote this"]
+
+
+@pytest.mark.asyncio
+async def test_a_memory_limit_below_the_childs_size_fails_the_attempt_naming_both(
+    queue: Queue,
+) -> None:
+    task = queue.task(
+        name=name(), executor="process", max_attempts=2, backoff=fsjobs.Backoff(initial=0)
+    )(where)
+    job_id = await queue.push(task.job().with_limits([Limit(Limit.Type.MEMORY, 2**20)]))
+    assert await drain(queue) == 2
+    state = await queue.get(job_id)
+    assert (state.status, state.attempts) == (JobStatus.FAILED, 2)
+    assert state.error is not None and state.error.type == "MemoryError"
+    message = state.error.message
+    assert "MEMORY limit of 1048576 bytes" in message, message
+    assert "bytes (" in message.split("below the ")[1], "and the child's size"
 
 
 # -- per-queue concurrency -------------------------------------------------------------------------
