@@ -9,8 +9,9 @@ The process executor against the thread executor, in one run on one machine::
    cost without the fsyncs). Also the first job's latency with a cold pool.
 2. Heartbeat jitter: two CPU-bound sync jobs (pure Python loops) run while the
    worker beats every 0.2 s (lease 1.2 s); each beat's delay past its due time
-   is recorded (p50, p99, max). In threads, the jobs hold the GIL the heartbeat
-   thread needs; in children, they only compete for the CPU.
+   is recorded (p50, p99, max), beside an idle worker's as a baseline. In
+   threads, the jobs hold the GIL the heartbeat thread needs; in children, they
+   only compete for the CPU.
 
 The task functions are at the top level: the children import them from here.
 """
@@ -71,8 +72,11 @@ async def throughput(root: str, executor: str, jobs: int, durable: bool) -> tupl
         queue.close()
 
 
-async def jitter(root: str, executor: str, seconds: float) -> list[float]:
-    """Seconds each heartbeat came late while two CPU-bound jobs ran."""
+async def jitter(root: str, executor: str | None, seconds: float) -> list[float]:
+    """
+    Seconds each heartbeat came late while two CPU-bound jobs ran in `executor`
+    (None: while the worker sat idle for as long, the baseline).
+    """
     beats: list[float] = []
     real_beat = store_module.Store.beat
 
@@ -81,14 +85,17 @@ async def jitter(root: str, executor: str, seconds: float) -> list[float]:
         real_beat(hb_fd, counter)
 
     queue = fsjobs.Queue(root, name=f"jitter-{executor}")
-    task = queue.task(name=f"benchmarks.executors.spin.{executor}", executor=executor)(spin)
     store_module.Store.beat = staticmethod(timed_beat)  # type: ignore[method-assign]
     try:
-        ids = await queue.push_many([task.job(seconds=seconds) for _ in range(2)])
         worker = fsjobs.Worker(queue, concurrency=2, lease=LEASE)
         serving = asyncio.create_task(worker.run())
-        for job_id in ids:
-            await queue.wait(job_id, timeout=seconds * 10 + 60)
+        if executor is None:
+            await asyncio.sleep(seconds)
+        else:
+            task = queue.task(name=f"benchmarks.executors.spin.{executor}", executor=executor)(spin)
+            ids = await queue.push_many([task.job(seconds=seconds) for _ in range(2)])
+            for job_id in ids:
+                await queue.wait(job_id, timeout=seconds * 10 + 60)
         worker.stop()
         await serving
     finally:
@@ -114,13 +121,13 @@ async def main(args: argparse.Namespace) -> None:
                 f"   first job of a cold worker: {cold * 1000:6.1f} ms"
             )
     print(f"heartbeat every {LEASE / 6:.1f} s while two CPU-bound jobs run {args.cpu_seconds} s")
-    for executor in ("thread", "process"):
+    for executor in (None, "thread", "process"):
         with tempfile.TemporaryDirectory(dir=args.dir) as root:
             late = await jitter(root, executor, args.cpu_seconds)
         p50, p99 = statistics.median(late) * 1000, percentile(late, 99) * 1000
         print(
-            f"  {executor:<8} {len(late)} beats, late by p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
-            f"max {max(late) * 1000:.1f} ms"
+            f"  {executor or 'idle':<8} {len(late)} beats, late by p50 {p50:.1f} ms, "
+            f"p99 {p99:.1f} ms, max {max(late) * 1000:.1f} ms"
         )
 
 

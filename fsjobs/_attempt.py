@@ -211,6 +211,8 @@ class Runner:
         finally:
             if log.fd >= 0:  # trim it to its tail, off the loop
                 await asyncio.shield(self.queue.io(log.close))
+            else:
+                log.close()  # nothing written: only stop later writes from creating it
         return self._completed(value)
 
     @staticmethod

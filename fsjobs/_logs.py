@@ -112,8 +112,12 @@ class LogFile:
         self._written = len(note) + len(tail)
 
     def close(self) -> None:
-        """Cut the log to its last `keep` bytes and close it (the attempt is over)."""
+        """
+        Cut the log to its last `keep` bytes and close it (the attempt is over).
+        Later writes (a thread or an asyncio task the task left behind) are dropped.
+        """
         with self._lock:
+            self._opener = None
             if self._fd < 0:
                 return
             try:

@@ -186,6 +186,30 @@ def test_a_log_keeps_its_tail(tmp_path: pathlib.Path) -> None:
 
 
 @pytest.mark.asyncio
+async def test_output_after_the_attempt_ended_is_dropped(queue: Queue, root: pathlib.Path) -> None:
+    """An asyncio task the task left behind prints later: nothing is written, no file reopened."""
+    attempt_over, printed = asyncio.Event(), asyncio.Event()
+
+    async def straggler() -> None:
+        await attempt_over.wait()
+        print("too late")
+        printed.set()
+
+    stragglers: set[asyncio.Task[None]] = set()
+
+    @queue.task(name=name())
+    async def leaves_a_task_behind() -> None:
+        stragglers.add(asyncio.create_task(straggler()))  # runs on after the attempt
+
+    job_id = await leaves_a_task_behind.enqueue()
+    assert await drain(queue) == 1
+    attempt_over.set()
+    await asyncio.wait_for(printed.wait(), HANG_GUARD)
+    assert await queue.logs(job_id) == ""
+    assert not list(root.glob("jobs/*/*/attempts/*/log")), "no log was created"
+
+
+@pytest.mark.asyncio
 async def test_two_concurrent_async_tasks_logs_do_not_mix(queue: Queue) -> None:
     both = asyncio.Barrier(2)
 
