@@ -283,8 +283,18 @@ class ProcessPool:
             await loop.run_in_executor(io_pool(), child.kill)
             raise ChildDied(child.death()) from None
         finally:
-            if log_fd >= 0:  # the child did not end its task: cut the log to its tail here
-                await asyncio.shield(loop.run_in_executor(io_pool(), LogFile(fd=log_fd).close))
+            if log_fd >= 0:  # the child did not end its task: stop it, then cut the log here
+                await asyncio.shield(
+                    loop.run_in_executor(io_pool(), _stop_and_close, child, log_fd)
+                )
+
+
+def _stop_and_close(child: Child, log_fd: int) -> None:
+    """Kill the child (a timeout, a cancel), then cut its task's log to its tail and close it."""
+    try:
+        child.kill()
+    finally:
+        LogFile(fd=log_fd).close()
 
 
 def _close_log(started: asyncio.Future[tuple[int, tuple[typing.Any, ...]]]) -> None:
