@@ -174,6 +174,17 @@ async def test_a_child_kills_its_task_when_its_workers_heartbeat_is_older_than_2
     assert "killing itself: its worker's heartbeat" in children.stderr(worker)
 
 
+async def test_a_child_of_a_healthy_worker_runs_past_two_thirds_of_the_lease(
+    root: pathlib.Path, queue: fsjobs.Queue, children: Children
+) -> None:
+    """Lease 1.5 s: a 3 s task completes, as the heartbeats keep reaching its child."""
+    worker = exec_worker(children, root, "--lease", "1.5")
+    await wait_registered(root, children, [worker])
+    job_id = await queue.push(Job.from_func(exec_tasks.sleep, {"seconds": 3}, executor="process"))
+    assert (await queue.wait(job_id, timeout=DEADLINE)).result == "slept"
+    assert "killing itself" not in children.stderr(worker)
+
+
 async def test_a_child_dies_with_its_worker(
     root: pathlib.Path, queue: fsjobs.Queue, children: Children, tmp_path: pathlib.Path
 ) -> None:
