@@ -57,6 +57,10 @@ async def main(root: str) -> None:
         except fsjobs.JobCancelled as exc:
             print(f"{job_id}: {exc.state.status.value}, attempts={exc.state.attempts}")
 
+    # What the async task printed while it was cancelled went to its attempt's log.
+    print("the cancelled async task's log:")
+    print(await queue.logs(running_async), end="")
+
 
 if __name__ == "__main__":
     asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="fsjobs-")))

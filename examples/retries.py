@@ -24,9 +24,10 @@ from fsjobs import Context
 async def main(root: str) -> None:
     queue = fsjobs.Queue(root)
     started = time.monotonic()
+    timeline: list[str] = []
 
-    def log(msg: str) -> None:
-        print(f"  {time.monotonic() - started:5.2f} s  {msg}")
+    def log(msg: str) -> None:  # a task's print() would go to its attempt's log
+        timeline.append(f"  {time.monotonic() - started:5.2f} s  {msg}")
 
     # Waits 0.2 s, then 0.4 s (initial * factor**(n-1)); jitter=0 keeps the demo exact.
     @queue.task(
@@ -56,6 +57,7 @@ async def main(root: str) -> None:
 
     # Backoffs are future times: tell run_until_empty to wait for them.
     ran = await fsjobs.Worker(queue).run_until_empty(wait_scheduled=True, max_wait=10)
+    print("\n".join(timeline))
     print(f"{ran} attempts ran")
 
     for job_id in ids:

@@ -58,6 +58,8 @@ async def main(root: str) -> None:
     state = await queue.get(slow)
     assert state.error is not None
     print(f"crunch: {state.status.value} ({state.error.type}), result {state.result!r}")
+    # What a task prints goes to its attempt's log (fsjobs logs ID, or queue.logs).
+    print(await queue.logs(slow), end="")
 
 
 if __name__ == "__main__":

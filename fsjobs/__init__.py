@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .context import Context as Context
+from .errors import ChildDied as ChildDied
 from .errors import CorruptRecord as CorruptRecord
 from .errors import FormatError as FormatError
 from .errors import FsJobsError as FsJobsError
@@ -48,6 +49,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "Backoff",
+    "ChildDied",
     "Context",
     "CorruptRecord",
     "ErrorInfo",

@@ -1,14 +1,18 @@
-"""The commands about jobs: push, show, history, ls, watch, cancel, retry, hold, release."""
+"""The commands about jobs: push, show, history, logs, ls, watch, cancel, retry, hold, release."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
+import os
 import pathlib
 import shutil
 import sys
 import typing
+
+import aiofiles.threadpool
 
 from ._cli_base import (
     EXIT_FAILED,
@@ -21,7 +25,7 @@ from ._cli_base import (
     state_dict,
 )
 from ._json import loads
-from ._text import printable
+from ._text import printable, printable_lines
 from .model import Job, converter
 from .queue import Queue
 from .states import JobState, JobStatus
@@ -52,6 +56,21 @@ def add_commands(sub: Subparsers) -> dict[str, Handler]:
     p = add_parser(sub, "history", "every record of one job's journal, oldest first")
     p.add_argument("job_id")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    p = add_parser(sub, "logs", "what one attempt of a job printed and logged")
+    p.add_argument("job_id")
+    p.add_argument(
+        "--attempt", type=positive_int, help="the attempt's number, from 1 (default: the newest)"
+    )
+    p.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing what the newest attempt writes until the job ends",
+    )
+    p.add_argument(
+        "--interval", type=positive_seconds, default=0.5, help="seconds between looks (> 0)"
+    )
 
     p = add_parser(sub, "ls", "list jobs, newest first")
     p.add_argument("--status", choices=[s.value for s in JobStatus])
@@ -86,6 +105,7 @@ def add_commands(sub: Subparsers) -> dict[str, Handler]:
         "push": _push,
         "show": _show,
         "history": _history,
+        "logs": _logs,
         "ls": _ls,
         "watch": _watch,
         "cancel": _operate,
@@ -151,6 +171,68 @@ async def _history(args: argparse.Namespace) -> int:
         line = f"{data['at']}  e{event.epoch:<3} {event.type:<10}{attempt}{fenced}"
         print(printable(line + (f"  {json.dumps(detail)}" if detail else "")))
     return EXIT_OK
+
+
+async def _logs(args: argparse.Namespace) -> int:
+    queue = Queue(args.root)
+    if not args.follow:
+        sys.stdout.write(printable_lines(await queue.logs(args.job_id, args.attempt)))
+        return EXIT_OK
+    if args.attempt is not None:
+        raise ValueError("--follow follows the newest attempt: leave out --attempt")
+    await _follow(queue, args.job_id, args.interval)
+    return EXIT_OK
+
+
+async def _follow(queue: Queue, job_id: str, interval: float) -> None:
+    """
+    Print the newest attempt's log as it grows, then each newer attempt's, until
+    the job is final. The store opens each log and hands out a descriptor;
+    aiofiles reads it without blocking the event loop.
+    """
+    store = queue.store
+    attempt = 0
+    done: dict[int, int] = {}  # epoch -> bytes printed
+    while True:
+        final = (await queue.get(job_id)).is_done  # before reading: nothing is missed
+        ran = await queue.io(store.log_epochs, job_id)
+        newest = max((a for _, a in ran), default=0)
+        if newest != attempt:
+            if attempt:
+                print(f"fsjobs: attempt {newest} started", file=sys.stderr, flush=True)
+            attempt = newest
+        for epoch, number in ran:
+            if number == attempt:
+                done[epoch] = await _print_new(queue, job_id, epoch, done.get(epoch, 0), final)
+        if final:
+            return
+        await asyncio.sleep(interval)
+
+
+async def _print_new(queue: Queue, job_id: str, epoch: int, offset: int, final: bool) -> int:
+    """
+    Print the whole lines one epoch's log holds past `offset` (everything, once
+    the job is `final`); returns the new offset.
+    """
+    fd = await queue.io(queue.store.open_log_reader, job_id, epoch)
+    if fd is None:
+        return offset
+    f = aiofiles.threadpool.wrap(os.fdopen(fd, "rb"))
+    try:
+        size = os.fstat(fd).st_size
+        if size < offset:  # cut back to its tail: go on from its new end
+            print("fsjobs: the log was cut back to its last MiB", file=sys.stderr, flush=True)
+            return size
+        await f.seek(offset)
+        data = await f.read()
+    finally:
+        await f.close()
+    if not final:
+        data = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+    if data:
+        sys.stdout.write(printable_lines(data.decode("utf-8", "replace")))
+        sys.stdout.flush()
+    return offset + len(data)
 
 
 async def _ls(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from ._cli_base import EXIT_OK, Handler, Subparsers, add_parser, queue_list
+from ._cli_base import EXIT_OK, Handler, Subparsers, add_parser, positive_int, queue_list
 from .queue import Queue
 from .tasks import registered
 from .worker import Worker
@@ -21,11 +21,23 @@ def add_commands(sub: Subparsers) -> dict[str, Handler]:
     p.add_argument(
         "--queues",
         default=["default"],
-        type=queue_list,
-        metavar="Q[,Q...]",
-        help="comma-separated queue names (default: default)",
+        type=queues_arg,
+        metavar="Q[,Q...]|Q=N[,Q=N...]",
+        help="comma-separated queue names (default: default), or name=N pairs that cap how "
+        "many jobs of each queue run at once (a=10,b=2)",
     )
-    p.add_argument("--concurrency", type=int, default=10)
+    p.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=None,
+        help="the most jobs running at once (default: 10, or the sum of the Q=N caps)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=["thread", "process"],
+        default="thread",
+        help="where sync tasks that name no executor run (default: thread)",
+    )
     p.add_argument("--until-empty", action="store_true", help="exit when no job is due")
     p.add_argument(
         "--allow-import",
@@ -64,9 +76,14 @@ async def _worker(args: argparse.Namespace) -> int:
     for module in args.modules:
         _import_task_module(module)
     queues = args.queues
-    queue = Queue(args.root, queues[0])
+    queue = Queue(args.root, next(iter(queues)))
     worker = Worker(
-        queue, queues, args.concurrency, allow_import=args.allow_import, handle_signals=True
+        queue,
+        queues,
+        args.concurrency,
+        allow_import=args.allow_import,
+        handle_signals=True,
+        executor=args.executor,
     )
     if args.until_empty:
         ran = await worker.run_until_empty()
@@ -139,6 +156,28 @@ GRACE = 5
 
 def _stopped(signum: int, frame: object) -> None:
     """The handler uvicorn hands a stop signal back to once it has shut down: nothing to do."""
+
+
+def queues_arg(text: str) -> list[str] | dict[str, int]:
+    """``a,b`` (names) or ``a=10,b=2`` (names with per-queue caps), not a mix."""
+    entries = [entry.strip() for entry in text.split(",")]
+    if not any("=" in e for e in entries):
+        return queue_list(text)
+    if not all("=" in e for e in entries):
+        raise argparse.ArgumentTypeError(
+            f"give every queue a cap or none: {text!r} (try --queues default=10,video=2)"
+        )
+    caps: dict[str, int] = {}
+    for entry in entries:
+        name, _, number = entry.partition("=")
+        (name,) = queue_list(name)
+        if name in caps:
+            raise argparse.ArgumentTypeError(f"queue {name!r} is given twice in {text!r}")
+        try:
+            caps[name] = positive_int(number.strip())
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"queue {name!r}: {exc}") from None
+    return caps
 
 
 class ModuleMissing(ImportError):

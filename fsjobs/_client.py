@@ -55,6 +55,7 @@ def check_job(job: Job) -> None:
     task = tasks.find(job.func)
     if task is not None:
         task.check_kwargs(job.kwargs, uploads=job.uploads)
+        task.check_job(job)
 
 
 def push_many(store: Store, queue: str, jobs: Iterable[Job]) -> list[str]:

@@ -27,6 +27,7 @@ LAST_FORMAT1_VERSION = "0.1"
 #: Every feature this fsjobs knows, and the version that introduced it.
 KNOWN_FEATURES: dict[str, str] = {
     "depends_on": "0.2",
+    "executor": "0.2",
     "periodic": "0.2",
     "queue_settings": "0.2",
 }

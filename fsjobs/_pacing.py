@@ -1,5 +1,6 @@
 """
-How a worker paces itself: its heartbeat, its group commits, the pauses of its claims.
+How a worker paces itself: how many jobs it runs, its heartbeat, its group
+commits, the pauses of its claims.
 
 The heartbeat runs in its own thread, so a busy event loop is not mistaken for
 a frozen worker. Outcomes are published in batches. Claims pause after an
@@ -13,8 +14,9 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from . import _names
 from ._text import printable
 from .queue import Queue
 from .store import Claim, Outcome, Store
@@ -25,6 +27,37 @@ logger = logging.getLogger("fsjobs.worker")
 #: the maximum while publishing keeps failing (DESIGN.md §4.4 rule 4)
 PUBLISH_BACKOFF_FIRST = 1.0
 PUBLISH_BACKOFF_MAX = 60.0
+
+
+#: a worker's concurrency when neither it nor a mapping of queues says
+DEFAULT_CONCURRENCY = 10
+
+
+def concurrency_of(
+    queues: Sequence[str] | Mapping[str, int] | None, concurrency: int | None
+) -> tuple[dict[str, int], int]:
+    """
+    A worker's caps: (the most running jobs per queue, the most in all). A
+    mapping of queues caps each one, and the total at its sum unless
+    `concurrency` says otherwise; a list of names caps only the total.
+    """
+    limits: dict[str, int] = {}
+    if isinstance(queues, str):
+        raise TypeError("queues= takes a list of names (or a mapping), not a string")
+    if isinstance(queues, Mapping):
+        for name, limit in queues.items():
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:  # type: ignore[redundant-expr]
+                raise ValueError(f"the concurrency of queue {name!r} must be a whole number >= 1")
+            limits[_names.check_name("queue", name)] = limit
+        if not limits:
+            raise ValueError("queues= must name at least one queue")
+        if concurrency is None:
+            concurrency = sum(limits.values())
+    if concurrency is None:
+        concurrency = DEFAULT_CONCURRENCY
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:  # type: ignore[redundant-expr]
+        raise ValueError("concurrency must be at least 1")
+    return limits, concurrency
 
 
 class ClaimBackoff:
@@ -62,11 +95,19 @@ class Heartbeat(threading.Thread):
     itself when that is too long ago (DESIGN.md §4.5).
     """
 
-    def __init__(self, store: Store, fd: int, interval: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        fd: int,
+        interval: float,
+        on_beat: Callable[[float], None] | None = None,
+    ) -> None:
         super().__init__(name="fsjobs-heartbeat", daemon=True)
         self.store = store
         self.fd = fd
         self.interval = interval
+        #: called after every beat, good or not, with the age of the last good one
+        self.on_beat = on_beat
         self.last_ok = time.monotonic()
         self._done = threading.Event()
 
@@ -79,8 +120,13 @@ class Heartbeat(threading.Thread):
                 self.store.beat(self.fd, counter)
             except OSError:
                 logger.exception("heartbeat failed")
-                continue
-            self.last_ok = started
+            else:
+                self.last_ok = started
+            if self.on_beat is not None:
+                try:
+                    self.on_beat(self.silent_for())
+                except Exception:
+                    logger.exception("passing the heartbeat on failed")
 
     def silent_for(self) -> float:
         return time.monotonic() - self.last_ok

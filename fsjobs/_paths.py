@@ -332,6 +332,16 @@ def mount_of(path: str) -> Mount | None:
     return best
 
 
+def address_space_bytes() -> int | None:
+    """This process's address space (VmSize, what RLIMIT_AS limits); None if unreadable."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
 def filesystem_staleness(mount: Mount | None) -> float:
     """0 s on a local filesystem, 2 s on a network one or an unknown one (content may lag names)."""
     return 2.0 if mount is None or mount.is_network else 0.0

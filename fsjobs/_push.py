@@ -96,6 +96,8 @@ def push_many(
             raise InvalidJob("a job's uploads must name exactly the files of its upload stage")
     tree.for_writing()
     tree.check_space()
+    if any(job.executor is not None for job, _ in items):
+        tree.add_feature("executor")  # a spec key an older fsjobs would not know
     now = tree.clock.now()
     now_ms = to_ms(now)
     staged = [_stage(job, queue, now_ms) for job, queue in items]

@@ -17,3 +17,8 @@ def printable(text: object) -> str:
     its Python escape (``\\x1b``, ``\\n``, ``\\u202e``): one line, inert in a terminal.
     """
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+
+
+def printable_lines(text: str) -> str:
+    """`printable`, but newlines and tabs stay as they are: a log, shown as lines."""
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else repr(ch)[1:-1] for ch in text)

@@ -6,15 +6,30 @@ A task gets it by declaring a parameter annotated ``fsjobs.Context``.
 
 from __future__ import annotations
 
-import asyncio
 import pathlib
 import threading
 import typing
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Generator
 
 import attrs
 
-ProgressSink = Callable[[float | None, str | None], Coroutine[typing.Any, typing.Any, None]]
+#: Records a progress report at once (it must not block on the disk).
+ProgressSink = Callable[[float | None, str | None], None]
+
+
+class Done:
+    """An awaitable that has already finished: what `Context.progress` returns."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield from ()
+
+    def __repr__(self) -> str:
+        return "<fsjobs progress recorded>"
+
+
+DONE: typing.Final = Done()
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -29,7 +44,6 @@ class Context:
     _output_dir: Callable[[], pathlib.Path] = attrs.field(alias="output_dir_factory")
     _progress: ProgressSink = attrs.field(alias="progress_sink")
     _cancel_event: threading.Event = attrs.field(factory=threading.Event, alias="cancel_event")
-    _loop: asyncio.AbstractEventLoop | None = attrs.field(default=None, alias="loop")
     _output_path: pathlib.Path | None = attrs.field(default=None, init=False)
 
     @property
@@ -41,22 +55,24 @@ class Context:
 
     @property
     def cancelled(self) -> bool:
-        """True once the worker is stopping this attempt (sync tasks should poll it)."""
+        """True once the worker is stopping this attempt (sync tasks in threads should poll it)."""
         return self._cancel_event.is_set()
 
-    async def progress(self, percent: float | None, message: str | None = None) -> None:
-        """Record progress (0-100) and an optional message in the job's journal."""
+    def progress(self, percent: float | None, message: str | None = None) -> Done:
+        """
+        Record progress (0-100) and an optional message in the job's journal. The
+        report is taken at once, from any executor; the result is an awaitable
+        that has already finished, so ``await ctx.progress(50)`` in an async task
+        and a plain ``ctx.progress(50)`` in a sync one both work.
+        """
         if percent is not None and not 0 <= percent <= 100:
             raise ValueError(f"progress must be between 0 and 100, not {percent}")
-        await self._progress(percent, message)
+        self._progress(percent, message)
+        return DONE
 
     def progress_sync(self, percent: float | None, message: str | None = None) -> None:
-        """`progress` for a sync task, called from its thread (not from the event loop)."""
-        if percent is not None and not 0 <= percent <= 100:
-            raise ValueError(f"progress must be between 0 and 100, not {percent}")
-        if self._loop is None:
-            raise RuntimeError("this context has no event loop to report progress to")
-        asyncio.run_coroutine_threadsafe(self._progress(percent, message), self._loop).result()
+        """The same as `progress`, for code written when sync tasks could not call it plainly."""
+        self.progress(percent, message)
 
 
 def is_context_hint(hint: typing.Any) -> bool:

@@ -16,6 +16,7 @@ built-in, from that built-in too::
     ├── UniqueKeyConflict                retry(): the key now belongs to another unfinished job
     ├── PushError                        push_many() failed part-way (carries published_ids)
     ├── ResultNotSerializable (TypeError)  a task returned something that is not JSON
+    ├── ChildDied                        the process executor's child died running the task
     ├── StoreError (OSError)             the directory could not be used as asked
     │   ├── StoreFull                    below the free-space reserve, or ENOSPC
     │   ├── PublishFailed                an attempt ran, but its outcome could not be recorded
@@ -35,7 +36,9 @@ something useful (procrastinate's habit); keep each one a single sentence.
 
 from __future__ import annotations
 
-from .states import JobState
+import traceback
+
+from .states import ErrorInfo, JobState
 
 
 class FsJobsError(Exception):
@@ -114,6 +117,10 @@ class ResultNotSerializable(FsJobsError, TypeError):
     """The task returned a value that cannot be stored as JSON."""
 
 
+class ChildDied(FsJobsError):
+    """The child process running the task died (by a signal, or exiting) before it answered."""
+
+
 class StoreError(FsJobsError, OSError):
     """The queue directory could not be used as asked."""
 
@@ -146,3 +153,14 @@ class Retry(FsJobsError):
         #: uses an attempt; when none remains, the job fails with this error.
         self.delay = delay
         super().__init__(message or "the task asked to be retried")
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """How an exception is recorded as a job's error: its qualified type, message and traceback."""
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    return ErrorInfo(name, str(exc), "".join(traceback.format_exception(exc)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import inspect
 import math
 import pathlib
 import random
@@ -57,8 +58,11 @@ class Limit:
     ``Limit.Type.TIME``: seconds per attempt, like `Job.timeout` (the smaller of the
     two applies; see `Job.effective_timeout`).
 
-    ``Limit.Type.MEMORY``: bytes of memory. Accepted and stored with the job, but
-    not enforced yet: it needs the process executor, which is not built.
+    ``Limit.Type.MEMORY``: bytes of address space for the child process that runs
+    the attempt: it needs the process executor (``executor="process"`` on the job,
+    its task or the worker), where an allocation past it raises `MemoryError` in
+    the task. On a job or task whose executor is ``"thread"`` or ``"async"`` it is
+    refused (`InvalidJob`).
     """
 
     Type: typing.ClassVar = _LimitType
@@ -110,6 +114,43 @@ class Backoff:
 
 
 DEFAULT_BACKOFF: typing.Final = Backoff()
+
+#: Where a task runs: ``"async"`` on the worker's event loop (coroutine functions
+#: only), ``"thread"`` in the worker's threads, ``"process"`` in a pool of child
+#: processes (sync functions only).
+Executor = typing.Literal["async", "thread", "process"]
+EXECUTORS: tuple[Executor, ...] = ("async", "thread", "process")
+
+
+def check_executor(value: object) -> Executor | None:
+    """Return `value` if it names an executor (or is None), else raise InvalidJob."""
+    if value is not None and value not in EXECUTORS:
+        raise InvalidJob(f"executor must be one of {list(EXECUTORS)} or None, not {value!r}")
+    return value
+
+
+def check_function_executor(name: str, is_async: bool, executor: str | None) -> None:
+    """Refuse an executor that cannot run the function: "async" needs a coroutine function."""
+    if is_async and executor in ("thread", "process"):
+        raise InvalidJob(
+            f"{name} is a coroutine function: it runs on the event loop (executor='async'), "
+            f"not under executor={executor!r}; make it a plain def to run it in a "
+            f"{executor}"
+        )
+    if not is_async and executor == "async":
+        raise InvalidJob(
+            f"{name} is not a coroutine function: executor='async' needs an async def; "
+            "use 'thread' or 'process'"
+        )
+
+
+def check_limits_fit(executor: str | None, limits: typing.Iterable[Limit]) -> None:
+    """A MEMORY limit needs the process executor: refuse it on "thread" or "async"."""
+    if executor in ("thread", "async") and any(x.type is _LimitType.MEMORY for x in limits):
+        raise InvalidJob(
+            f"a Limit.Type.MEMORY limit needs executor='process'; executor={executor!r} "
+            "cannot enforce it: use executor='process' or drop the limit"
+        )
 
 
 def _check_priority(_: object, __: object, value: int) -> None:
@@ -217,11 +258,19 @@ class Job:
     )
     #: The delays between attempts, or None for the default ``Backoff()``.
     backoff: Backoff | None = attrs.field(default=None)
+    #: Where the task runs: ``"async"``, ``"thread"``, ``"process"``, or None for
+    #: the task's executor, else the worker's default (for sync functions).
+    executor: Executor | None = attrs.field(default=None)
 
     @backoff.validator
     def _check_backoff(self, _: object, value: Backoff | None) -> None:
         if value is not None and not isinstance(value, Backoff):
             raise InvalidJob("backoff must be an fsjobs.Backoff")
+
+    @executor.validator
+    def _check_executor(self, _: object, value: object) -> None:
+        check_executor(value)
+        check_limits_fit(self.executor, self.limits)
 
     @classmethod
     def from_func(
@@ -233,8 +282,11 @@ class Job:
         """
         A job for `fn`: a task made with ``@queue.task`` (its name, and its options
         as defaults that `options` override) or a plain function, named
-        ``module.qualname`` (`InvalidJob` for a function defined in ``__main__``).
-        Does not check `kwargs` against the signature; `Queue.push` does.
+        ``module.qualname``, which a worker runs only when one of its
+        ``allow_import`` prefixes covers that name. `InvalidJob` for a function
+        defined in ``__main__`` or inside another function (no other process can
+        import it), and for an executor that cannot run it. Does not check `kwargs`
+        against the signature; `Queue.push` does for a registered task.
         """
         defaults: dict[str, typing.Any] = dict(getattr(fn, "job_defaults", {}))
         name = getattr(fn, "task_name", None)
@@ -245,9 +297,17 @@ class Job:
                     f"{fn!r} is defined in __main__, which other processes cannot import: "
                     "register it with @queue.task(name=...) and pass the task"
                 )
+            if "<locals>" in fn.__qualname__:
+                raise InvalidJob(
+                    f"{fn!r} is defined inside a function, which other processes cannot "
+                    "import: define it at the top level of its module"
+                )
             name = f"{module}.{fn.__qualname__}"
         defaults.update(options)
-        return cls(func=name, kwargs=dict(kwargs or {}), **defaults)
+        job = cls(func=name, kwargs=dict(kwargs or {}), **defaults)
+        if getattr(fn, "task_name", None) is None:  # a task's push checks it against the task
+            check_function_executor(name, inspect.iscoroutinefunction(fn), job.executor)
+        return job
 
     def with_kwargs(self, kwargs: Mapping[str, JSON]) -> Job:
         """A copy with `kwargs` replaced (and checked)."""
@@ -285,6 +345,16 @@ class Job:
         """A copy with `backoff` replaced (and checked)."""
         return attrs.evolve(self, backoff=backoff)
 
+    def with_executor(self, executor: Executor | None) -> Job:
+        """A copy with `executor` replaced (and checked)."""
+        return attrs.evolve(self, executor=executor)
+
+    @property
+    def memory_limit(self) -> int | None:
+        """The smallest ``Limit.Type.MEMORY`` limit in bytes, or None."""
+        sizes = [int(x.value) for x in self.limits if x.type is _LimitType.MEMORY]
+        return min(sizes) if sizes else None
+
     @property
     def effective_timeout(self) -> float | None:
         """
@@ -311,8 +381,11 @@ converter: typing.Final = _make_converter()
 
 
 def spec_of(job: Job, queue: str, created_at: dt.datetime) -> dict[str, JSON]:
-    """The on-disk spec of a job (everything but the upload bytes)."""
-    return {
+    """
+    The on-disk spec of a job (everything but the upload bytes). ``executor`` is
+    written only when set (the root then lists the ``executor`` feature).
+    """
+    spec: dict[str, JSON] = {
         "queue": queue,
         "created_at": format_time(created_at),
         "func": job.func,
@@ -326,6 +399,9 @@ def spec_of(job: Job, queue: str, created_at: dt.datetime) -> dict[str, JSON]:
         "backoff": None if job.backoff is None else converter.unstructure(job.backoff),
         "uploads": list[JSON](sorted(job.uploads)),
     }
+    if job.executor is not None:
+        spec["executor"] = job.executor
+    return spec
 
 
 #: Every key a spec written by this fsjobs may hold.
@@ -343,6 +419,7 @@ SPEC_KEYS = frozenset(
         "limits",
         "backoff",
         "uploads",
+        "executor",
     }
 )
 
@@ -369,6 +446,7 @@ def job_from_spec(spec: Mapping[str, JSON]) -> Job:
         unique_key=typing.cast("str | None", spec.get("unique_key")),
         limits=[converter.structure(x, Limit) for x in limits],
         backoff=None if backoff is None else converter.structure(backoff, Backoff),
+        executor=check_executor(spec.get("executor")),
     )
 
 

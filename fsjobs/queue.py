@@ -94,8 +94,9 @@ class Queue:
     ) -> Callable[[Callable[P, R]], tasks.Task[P, R]]:
         """
         Register a function as a task of this queue. Options (`priority`,
-        `max_attempts`, `timeout`, `unique_key`, `limits`, `backoff`) are the
-        defaults of jobs built from it.
+        `max_attempts`, `timeout`, `unique_key`, `limits`, `backoff`, `executor`)
+        are the defaults of jobs built from it; `timeout` and `executor` also apply
+        to a job that names the task without setting them.
         """
         return tasks.make_task_decorator(self, name=name, options=options)
 
@@ -208,6 +209,17 @@ class Queue:
         there is no such output.
         """
         return await self.io(self.store.read_output, job_id, name)
+
+    async def logs(self, job_id: str, attempt: int | None = None) -> str:
+        """
+        What one attempt of the job printed (stdout, stderr) and logged (``logging``
+        at INFO or above) while it ran, whatever its executor: attempt number
+        `attempt` (from 1; None: the newest that started). An attempt that ran more
+        than once (its worker stopped and gave it back) has its runs joined. Each
+        run keeps its last MiB. "" if it wrote nothing or has not started; raises
+        JobNotFound.
+        """
+        return await self.io(self.store.logs, job_id, attempt)
 
     async def prune(
         self,

@@ -14,6 +14,7 @@ once:
 `_claim`, `_finish`     the head of a queue, claim, progress, outcomes
 `_liveness`             worker locks and heartbeats, rescue
 `_read`                 state and history of a job, listings and counts
+`_logs`                 each attempt's log: opened for its task, read back
 `_operate`              cancel, hold, release, retry, prune
 ======================  =========================================================
 
@@ -41,6 +42,7 @@ from . import (
     _format,
     _inotify,
     _liveness,
+    _logs,
     _names,
     _operate,
     _push,
@@ -180,6 +182,10 @@ class Store:
     def output_dir(self, claim: Claim) -> pathlib.Path:
         return _claim.output_dir(self.tree, claim)
 
+    def open_log(self, claim: Claim) -> int:
+        """A descriptor of the claimed attempt's log, for appending; the caller closes it."""
+        return _logs.open_for_attempt(self.tree, claim)
+
     def finish(self, claim: Claim, outcome: Outcome) -> bool:
         return _finish.finish(self.tree, claim, outcome)
 
@@ -233,6 +239,18 @@ class Store:
     def open_output(self, job_id: str, name: str) -> int:
         """A read-only descriptor of an output file, for streaming; the caller closes it."""
         return _read.open_output(self.tree, job_id, name)
+
+    def logs(self, job_id: str, attempt: int | None = None) -> str:
+        """The log of one attempt (1-based; None: the newest), every epoch that ran it joined."""
+        return _logs.read(self.tree, job_id, attempt)
+
+    def log_epochs(self, job_id: str) -> list[tuple[int, int]]:
+        """(epoch, attempt number) of each epoch that ran the job, oldest first."""
+        return _logs.attempt_epochs(self.tree, job_id)
+
+    def open_log_reader(self, job_id: str, epoch: int) -> int | None:
+        """A read-only descriptor of one epoch's log, for streaming; None if it has none."""
+        return _logs.open_epoch_log(self.tree, job_id, epoch)
 
     def queues(self) -> list[str]:
         return self.tree.queues() if self.tree.for_reading() else []

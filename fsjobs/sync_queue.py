@@ -137,6 +137,10 @@ class SyncQueue:
         """The bytes of an output file of the job's last attempt (see `Queue.read_output`)."""
         return self.store.read_output(job_id, name)
 
+    def logs(self, job_id: str, attempt: int | None = None) -> str:
+        """What one attempt of the job printed and logged (see `Queue.logs`)."""
+        return self.store.logs(job_id, attempt)
+
     def list_jobs(
         self,
         status: JobStatus | str | None = None,

@@ -2,8 +2,11 @@
 The task registry and the ``@queue.task`` decorator.
 
 A worker runs only functions registered here, by name, from modules its
-operator imported: a name read from disk is never imported (unless the worker
-was given an ``allow_import`` prefix that matches it).
+operator imported: a name read from disk is never imported, unless the worker
+was given an ``allow_import`` prefix that covers it (whole dotted components:
+``"myapp"`` covers ``myapp.jobs.send`` but not ``myapp2.send``). Then the
+worker imports the module and runs the task registered under that name, or the
+plain function found there.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from . import _names
 from ._json import JSON
 from .context import is_context_hint
 from .errors import InvalidJob, UnknownTask
-from .model import Backoff, Job, Limit
+from .model import Backoff, Job, Limit, check_executor, check_function_executor, check_limits_fit
 
 
 class Pusher(typing.Protocol):
@@ -31,9 +34,19 @@ P = typing.ParamSpec("P")
 R = typing.TypeVar("R")
 
 #: Options a task passes on to the jobs built from it.
-JOB_OPTIONS = ("priority", "max_attempts", "timeout", "unique_key", "limits", "backoff")
+JOB_OPTIONS = (
+    "priority",
+    "max_attempts",
+    "timeout",
+    "unique_key",
+    "limits",
+    "backoff",
+    "executor",
+)
 
 _registry: dict[str, Task[..., typing.Any]] = {}
+#: plain functions a worker imported under an ``allow_import`` prefix, by name
+_plain: dict[str, Task[..., typing.Any]] = {}
 
 
 class Task(typing.Generic[P, R]):
@@ -44,7 +57,7 @@ class Task(typing.Generic[P, R]):
         fn: Callable[P, R],
         *,
         name: str,
-        queue: Pusher,
+        queue: Pusher | None,
         job_defaults: Mapping[str, typing.Any],
     ) -> None:
         self.fn = fn
@@ -52,11 +65,19 @@ class Task(typing.Generic[P, R]):
         self.queue = queue
         self.job_defaults: dict[str, typing.Any] = dict(job_defaults)
         self.timeout: float | None = self.job_defaults.get("timeout")
+        self.executor = check_executor(self.job_defaults.get("executor"))
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self.context_param = _find_context_param(fn)
         functools.update_wrapper(self, fn)
-        Job(func=self.task_name, **self.job_defaults)  # refuse bad defaults now, not at push
+        # Refuse bad defaults now, not at push.
+        defaults = Job(func=self.task_name, **self.job_defaults)
+        self.check_job(defaults)
+        if self.executor == "process" and "<locals>" in fn.__qualname__:
+            raise InvalidJob(
+                f"task {self.task_name} runs under executor='process', whose child processes "
+                "import it: define it at the top level of its module"
+            )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
@@ -74,7 +95,25 @@ class Task(typing.Generic[P, R]):
 
     async def enqueue(self, **kwargs: JSON) -> str:
         """Push a job for this task to its queue; return the job id."""
+        if self.queue is None:
+            raise InvalidJob(f"{self.task_name} is a plain function: push Job.from_func(fn)")
         return await self.queue.push(self.job(**kwargs))
+
+    def executor_for(self, job: Job) -> str | None:
+        """The job's executor, else the task's; for a sync task None means the worker's default."""
+        executor = job.executor or self.executor
+        if executor is None and self.is_async:
+            return "async"
+        return executor
+
+    def check_job(self, job: Job) -> None:
+        """
+        Raise InvalidJob if the job's executor cannot run this function, or it
+        has a MEMORY limit that executor cannot enforce.
+        """
+        executor = self.executor_for(job)
+        check_function_executor(self.task_name, self.is_async, executor)
+        check_limits_fit(executor, job.limits)
 
     def check_kwargs(
         self, kwargs: Mapping[str, object], uploads: typing.Iterable[str], *, complete: bool = True
@@ -121,26 +160,82 @@ def register(task: Task[..., typing.Any]) -> None:
     _registry[task.task_name] = task
 
 
+def covered(name: str, allow_import: typing.Iterable[str]) -> bool:
+    """
+    Whether an ``allow_import`` prefix covers `name`, by whole dotted components:
+    ``"pkg"`` and ``"pkg."`` cover ``pkg.mod.fn``, not ``pkgx.fn``; ``""`` covers nothing.
+    """
+    for prefix in allow_import:
+        base = prefix.rstrip(".")
+        if base and (name == base or name.startswith(base + ".")):
+            return True
+    return False
+
+
 def lookup(name: str, allow_import: typing.Sequence[str] = ()) -> Task[..., typing.Any]:
-    """The registered task called `name`; UnknownTask if there is none."""
-    task = _registry.get(name)
-    if task is None and any(name.startswith(prefix) for prefix in allow_import):
-        module = name.rpartition(".")[0]
-        while module and task is None:
-            try:
-                importlib.import_module(module)
-            except ImportError:
-                module = module.rpartition(".")[0]
-                continue
-            task = _registry.get(name)
-            break
+    """
+    The registered task called `name`; or, when an `allow_import` prefix covers
+    the name, the task or plain function its module defines (imported now).
+    UnknownTask otherwise, and nothing is imported.
+    """
+    task = _registry.get(name) or _plain.get(name)
+    if task is None and covered(name, allow_import):
+        task = _import(name)
     if task is None:
         raise UnknownTask(
             f"no task named {name!r} is registered in this worker: import the module that "
-            "defines it (fsjobs worker myapp.tasks), or route the job to a queue whose "
-            "workers know it"
+            "defines it (fsjobs worker myapp.tasks), give the worker an allow_import prefix "
+            "that covers it, or route the job to a queue whose workers know it"
         )
     return task
+
+
+def _import(name: str) -> Task[..., typing.Any] | None:
+    """Import the longest module path that `name` starts with; find the task or function."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:cut])
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
+                continue  # no such module: try a shorter path (a class attribute, say)
+            raise UnknownTask(f"importing {module} for task {name!r} failed: {exc}") from exc
+        except Exception as exc:
+            raise UnknownTask(f"importing {module} for task {name!r} failed: {exc}") from exc
+        if name in _registry:
+            return _registry[name]
+        try:
+            found = function_at(module, ".".join(parts[cut:]))
+        except AttributeError:
+            return None
+        if isinstance(found, Task):
+            return found
+        if not callable(found):
+            return None  # type: ignore[unreachable]
+        task = Task(found, name=name, queue=None, job_defaults={})
+        _plain[name] = task
+        return task
+    return None
+
+
+def function_at(module: str, qualname: str) -> Callable[..., typing.Any]:
+    """
+    The object at `qualname` in `module` (imported if needed): how a child process
+    of the process executor finds the function of a task its worker knows.
+    AttributeError if it is not there (say, a function defined inside another).
+    """
+    if "<locals>" in qualname:
+        raise AttributeError(f"{module}.{qualname} is defined inside a function")
+    found: typing.Any = importlib.import_module(module)
+    for attr in qualname.split("."):
+        found = getattr(found, attr)
+    return typing.cast(Callable[..., typing.Any], found)
+
+
+def registered_modules() -> list[str]:
+    """The modules that define the registered tasks (what process executor children import)."""
+    return sorted({getattr(t.fn, "__module__", None) or "__main__" for t in _registry.values()})
 
 
 def find(name: str) -> Task[..., typing.Any] | None:

@@ -2,7 +2,8 @@
 `Worker`: claims jobs from one or more queues and runs them.
 
 Async tasks run on the event loop; sync tasks run in a thread pool of the
-worker's concurrency. The worker holds an OFD lock on ``workers/<id>.lock`` for
+worker's concurrency, or in its pool of child processes (the process executor;
+see `_attempt`). The worker holds an OFD lock on ``workers/<id>.lock`` for
 its whole life; any other worker that can take that lock knows this one is dead
 and puts its running jobs back (see `Store.rescue`).
 """
@@ -18,28 +19,22 @@ import signal
 import threading
 import time
 import typing
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from . import _ids, _names
+from . import _capture, _ids, _names
 from ._attempt import ProgressWriter, Runner
+from ._claimer import Claimer
 from ._clock import Clock, to_ms
 from ._inotify import Watcher
-from ._pacing import Heartbeat, Publisher
+from ._pacing import Heartbeat, Publisher, concurrency_of
 from ._text import printable
-from ._wakeups import Waker, io_pool, signals
+from ._wakeups import Waker, signals
 from .doctor import mount_problems
-from .errors import StoreFull
 from .queue import Queue
 from .store import Claim, Ending, Outcome
 
 logger = logging.getLogger(__name__)
 
-#: A busy worker re-lists a queue's head at least this often, so a better job
-#: pushed later is taken soon (DESIGN.md §2.1 rule 1).
-RELIST_INTERVAL = 0.1
-#: how long a worker stops claiming after the disk was found full
-FULL_PAUSE = 1.0
 #: the longest an idle worker waits between looks at its queues, by filesystem
 IDLE_POLL_LOCAL = 0.5
 IDLE_POLL_NETWORK = 0.1
@@ -48,7 +43,14 @@ IDLE_POLL_NETWORK = 0.1
 class Worker:
     """
     Runs jobs of `queues` (default: the queue's own) under the queue's root,
-    at most `concurrency` at a time.
+    at most `concurrency` at a time (default 10).
+
+    `queues` is a list of names, or a mapping name -> the most jobs of that queue
+    this worker runs at once (``{"default": 10, "video": 2}``); `concurrency`
+    still caps the total, and defaults to the mapping's sum.
+
+    `executor` is where sync tasks that name no executor run: ``"thread"`` (the
+    default) or ``"process"`` (a pool of at most `concurrency` child processes).
 
     With `handle_signals` (``fsjobs worker`` sets it), `run()` in the main thread
     handles SIGTERM and SIGINT: the first stops claiming and lets running jobs
@@ -59,8 +61,8 @@ class Worker:
     def __init__(
         self,
         queue: Queue,
-        queues: Sequence[str] | None = None,
-        concurrency: int = 10,
+        queues: Sequence[str] | Mapping[str, int] | None = None,
+        concurrency: int | None = None,
         *,
         clock: Clock | None = None,
         worker_id: str | None = None,
@@ -71,13 +73,16 @@ class Worker:
         grace_period: float = 30.0,
         allow_import: Sequence[str] = (),
         handle_signals: bool = False,
+        executor: str = "thread",
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
         self.queue = queue
         self.store = queue.store
+        #: the most running jobs of each queue (a mapping's), and of all of them
+        self.queue_limits, self.concurrency = concurrency_of(queues, concurrency)
+        if executor not in ("thread", "process"):
+            raise ValueError(f"a worker's executor is 'thread' or 'process', not {executor!r}")
+        self.executor = executor
         self.queues = [_names.check_name("queue", q) for q in (queues or [queue.name])]
-        self.concurrency = concurrency
         self.clock = clock or queue.clock
         self.id = _names.check_worker_id(worker_id or _ids.new_worker_id())
         self.poll_interval = poll_interval
@@ -92,13 +97,22 @@ class Worker:
         self.handle_signals = handle_signals
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._running: dict[asyncio.Task[None], Claim] = {}
+        self._running_in: dict[str, int] = dict.fromkeys(self.queues, 0)
         #: why a running task was cancelled: "cancel" or "fenced" (otherwise: shutdown)
         self._stop_reasons: dict[asyncio.Task[None], str] = {}
         self._finishing: set[str] = set()
-        self._publisher = Publisher(self.queue, self.id, self._pause_claims)
+        self._claimer = Claimer(
+            queue,
+            self.id,
+            self.queues,
+            self.queue_limits,
+            clock=self.clock,
+            poll_interval=poll_interval,
+            listing_size=2 * self.concurrency + 10,
+        )
+        self._publisher = Publisher(self.queue, self.id, self._claimer.pause)
         self._heartbeat: Heartbeat | None = None
         self._runner: Runner | None = None
-        self._paused_until = -math.inf  # no claims before this (time.monotonic)
         self._stopping = False
         self._waker: Waker | None = None
         self.ran = 0
@@ -139,7 +153,16 @@ class Worker:
         self._threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix=f"fsjobs-task-{self.id}"
         )
-        self._runner = Runner(self.queue, self.clock, self.allow_import, self._threads)
+        self._runner = runner = Runner(
+            self.queue,
+            self.clock,
+            self.allow_import,
+            self._threads,
+            executor=self.executor,
+            processes=self.concurrency,
+            lease=self.lease,
+            heartbeat_age=self._heartbeat_age,
+        )
         self._waker = waker = Waker()
         signals.on_push(self.queue.root, waker)
         lock_fd, hb_fd = await self.queue.io(self.store.register_worker, self.id)
@@ -148,8 +171,9 @@ class Worker:
             # filesystem an idle worker keeps looking every 100 ms.
             network = await self.queue.io(lambda: self.store.staleness > 0)
             self.max_poll_interval = IDLE_POLL_NETWORK if network else IDLE_POLL_LOCAL
-        self._heartbeat = heartbeat = Heartbeat(self.store, hb_fd, self.lease / 6)
+        self._heartbeat = heartbeat = Heartbeat(self.store, hb_fd, self.lease / 6, runner.beat)
         heartbeat.start()
+        _capture.install()
         bell = await self.queue.io(self.store.watch, self.queues)
         if bell is not None:
             asyncio.get_running_loop().add_reader(bell.fd, self._on_bell, bell, waker)
@@ -164,8 +188,6 @@ class Worker:
                 self.id,
                 printable(problem.detail),
             )
-        listings: dict[str, deque[str]] = {q: deque() for q in self.queues}
-        listed_at: dict[str, float] = dict.fromkeys(self.queues, -math.inf)
         last_rescue = last_check = -math.inf
         check_interval = min(0.5, self.lease / 6)
         delay = self.poll_interval
@@ -182,12 +204,12 @@ class Worker:
                 silent = heartbeat.silent_for()
                 if silent > 2 * self.lease / 3:
                     self._fence_all(silent)
-                claimed = 0 if silent > self.lease / 2 else await self._fill(listings, listed_at)
+                claimed = 0 if silent > self.lease / 2 else await self._fill()
                 if until_empty and not claimed and not self._running:
-                    if self._claims_paused():  # not empty: due jobs wait for the pause to end
+                    if self._claimer.paused():  # not empty: due jobs wait for the pause to end
                         if self._publisher.failing is not None and self._publisher.hopeless:
                             raise self._publisher.failing  # outcomes cannot be recorded here
-                        await waker.wait(self._paused_until - time.monotonic())
+                        await waker.wait(self._claimer.pause_left())
                         continue
                     pause = await self._idle_pause(wait_scheduled, max_wait, started)
                     if pause is None:
@@ -205,6 +227,7 @@ class Worker:
             try:
                 await self._shutdown()
             finally:
+                _capture.uninstall()
                 # Only now: a second signal during the grace period releases the jobs.
                 for sig in installed:
                     asyncio.get_running_loop().remove_signal_handler(sig)
@@ -247,100 +270,19 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await wait_waker
 
-    async def _fill(self, listings: dict[str, deque[str]], listed_at: dict[str, float]) -> int:
-        """Claim jobs into free slots, taking turns among the queues. Returns how many."""
-        claimed = 0
-        progress = not self._claims_paused()
-        while progress and len(self._running) < self.concurrency and not self._stopping:
-            progress = False
-            for q in self.queues:
-                free = self.concurrency - len(self._running)
-                if free <= 0 or self._claims_paused():
-                    break
-                share = max(1, free // len(self.queues))
-                for claim in await self._claim_some(q, share, listings[q], listed_at):
-                    self._start(claim)
-                    claimed += 1
-                    progress = True
-            # rotate so the next turn starts with another queue
-            self.queues.append(self.queues.pop(0))
-        return claimed
-
-    async def _claim_some(
-        self, queue: str, want: int, listing: deque[str], listed_at: dict[str, float]
-    ) -> list[Claim]:
-        """Up to `want` claims from the cached head listing, listing again when it runs dry."""
-        for relisted in (False, True):
-            now = self.clock.monotonic()
-            if relisted or not listing or now - listed_at[queue] > RELIST_INTERVAL:
-                if relisted and now - listed_at[queue] < self.poll_interval and not listing:
-                    return []
-                listing.clear()
-                listing.extend(
-                    await self.queue.io(
-                        self.store.promote_and_list, queue, 2 * self.concurrency + 10
-                    )
-                )
-                listed_at[queue] = now
-            if self._claims_paused():  # paused while we listed (say, a publish just failed)
-                return []
-            if listing:
-                claims = await self._claim_batch(queue, want, listing)
-                if claims or self._claims_paused():
-                    return claims  # or the disk is full: stop trying for now
-        return []
-
     @property
     def _longest_poll(self) -> float:
         assert self.max_poll_interval is not None  # set when the worker starts
         return self.max_poll_interval
 
-    def _pause_claims(self, seconds: float) -> None:
-        """Claim nothing for `seconds` (a full disk, outcomes that could not be published)."""
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
-
-    def _claims_paused(self) -> bool:
-        """True while claims wait for disk space or after outcomes failed to publish."""
-        return time.monotonic() < self._paused_until
-
-    async def _claim_batch(self, queue: str, want: int, listing: deque[str]) -> list[Claim]:
-        """
-        One hop to the I/O threads that tries the listed names in order until it
-        has won `want` claims. The names it tried leave the listing. If we are
-        cancelled meanwhile, the claims it won are given back.
-        """
-        paths = list(listing)
-        hop = asyncio.ensure_future(
-            self.queue.io(self.store.claim_many, queue, paths, self.id, want)
+    async def _fill(self) -> int:
+        """Claim jobs into free slots and start them. Returns how many."""
+        return await self._claimer.fill(
+            lambda: self.concurrency - len(self._running),
+            self._running_in,
+            self._start,
+            lambda: self._stopping,
         )
-        try:
-            claims, tried, error = await asyncio.shield(hop)
-        except asyncio.CancelledError:
-            hop.add_done_callback(self._give_back)
-            raise
-        for _ in range(tried):
-            listing.popleft()
-        if isinstance(error, StoreFull):  # that job is back in pending; wait for space
-            if not self._claims_paused():
-                logger.warning(
-                    "worker %s: %s; pausing claims for %.0f s",
-                    self.id,
-                    printable(error),
-                    FULL_PAUSE,
-                )
-            self._pause_claims(FULL_PAUSE)
-        elif error is not None:  # the store has put that job back; the next listing retries it
-            logger.error("worker %s: claiming from %s failed: %s", self.id, queue, printable(error))
-        return claims
-
-    def _give_back(self, hop: asyncio.Future[tuple[list[Claim], int, Exception | None]]) -> None:
-        if hop.cancelled() or hop.exception() is not None:
-            return
-        claims = hop.result()[0]
-        if claims:
-            io_pool().submit(
-                self.store.finish_many, [(c, Outcome(Ending.GIVE_BACK)) for c in claims]
-            )
 
     async def _check_running(self) -> None:
         """Stop tasks whose job was rescued away from us, or whose cancel was requested."""
@@ -394,11 +336,17 @@ class Worker:
     def _start(self, claim: Claim) -> None:
         task = asyncio.create_task(self._execute(claim), name=f"fsjobs:{claim.job_id}")
         self._running[task] = claim
+        self._running_in[claim.queue] += 1
         task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task, None)
+        claim = self._running.pop(task, None)
+        if claim is not None:
+            self._running_in[claim.queue] -= 1
         self._stop_reasons.pop(task, None)
+
+    def _heartbeat_age(self) -> float:
+        return 0.0 if self._heartbeat is None else self._heartbeat.silent_for()
 
     async def _shutdown(self) -> None:
         if self._running:
@@ -413,6 +361,8 @@ class Worker:
                 self._stop(task, "shutdown")
             if still:
                 await asyncio.wait(still)
+        if self._runner is not None:
+            await self._runner.close()
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._threads = None

@@ -65,6 +65,24 @@ EXPECTED: dict[str, list[str]] = {
         r"^worker ran 6 jobs: email:ann report:jan email:bob report:feb email:cid report:mar$",
         r"^ *videos: \{'pending': 1\}$",
     ],
+    "limits.py": [
+        r"^refused: a Limit\.Type\.MEMORY limit needs executor='process'",
+        r"^512 MiB under 256: failed: MemoryError: .*MEMORY limit of 268435456 bytes$",
+        r"^64 MiB under 256: completed: allocated 64 MiB in child \d+$",
+        r"^an hour under 1 s: timed_out: TimeoutError",
+        r"^a SIGKILL: failed: fsjobs\.errors\.ChildDied: .* killed by SIGKILL$",
+    ],
+    "logs.py": [
+        r"^--- the log of ping:\nping 0\nping 1\nping 2\n--- the log of pong:\npong 0\n",
+        r"^pong 2\n--- the log of report\.doc, attempt 1:\n",
+        (
+            r"^attempt 1: converting report\.doc in a child process\n.* INFO examples\.logs: "
+            r"report\.doc has 3 pages\n"
+        ),
+        r"^attempt 2: converting report\.doc",
+        r"^report\.doc: report\.pdf$",
+        r"attempts/000001/log', '.*attempts/000002/log'\]$",
+    ],
     "progress.py": [r"^completed +100\.0% +150/150 rows$", r"the last says 100\.0% '150/150 rows'"],
     "uploads_and_outputs.py": [
         r"^uploads the task saw: \['notes', 'photo'\]$",
@@ -73,7 +91,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "cancel.py": [
         r"^cancel before it starts: True$",
-        r"^  async task: cleaning up after CancelledError$",
+        r"^the cancelled async task's log:\n  async task: cleaning up after CancelledError$",
         r"^cancel a running sync task: True$",
         r": cancelled, attempts=0$",
     ],

@@ -105,6 +105,7 @@ async def test_results_and_failures_after_a_worker_ran(sync: SyncQueue, queue: Q
 
     @queue.task(name=task_name())
     def broken() -> None:
+        print("about to fail")
         raise ValueError("no")
 
     ok = sync.push(add.job(a=2, b=3))
@@ -115,6 +116,8 @@ async def test_results_and_failures_after_a_worker_ran(sync: SyncQueue, queue: Q
     with pytest.raises(JobFailed, match="ValueError: no"):
         sync.wait(bad)
     assert [e.type for e in sync.history(ok)] == ["pushed", "claimed", "completed"]
+    assert "about to fail" in sync.logs(bad)
+    assert sync.logs(ok) == ""
     retried = sync.retry(bad)
     assert (retried.status, retried.max_attempts) == (JobStatus.PENDING, 2)
     counts = sync.counts()

@@ -20,7 +20,7 @@ import pytest
 
 import fsjobs
 from fsjobs import Backoff, Job, JobStatus, Queue, Worker, _attempt, _names, _pacing
-from fsjobs import worker as worker_module
+from fsjobs import _claimer as claimer_module
 from fsjobs.errors import StoreFull
 from fsjobs.store import Claim, Store
 
@@ -238,7 +238,7 @@ async def test_run_until_empty_waits_out_a_full_disk_pause(
     queue: Queue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A claim refused for lack of space pauses claiming; the job is still due, so it runs."""
-    monkeypatch.setattr(worker_module, "FULL_PAUSE", 0.05)
+    monkeypatch.setattr(claimer_module, "FULL_PAUSE", 0.05)
     real_claim_many = Store.claim_many
     refusals = 2
 
