@@ -181,6 +181,16 @@ class Api:
             },
         )
 
+    async def logs(self, request: Request) -> Response:
+        """``GET /jobs/{id}/logs?attempt=N``: what attempt N (default: the newest) printed and logged."""
+        job_id = job_id_of(request)
+        text = request.query_params.get("attempt")
+        attempt = None if not text else _int_param(text, "attempt", 1, 1, 1_000_000)
+        body = await self.queue.logs(job_id, attempt)
+        return PlainTextResponse(
+            body, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+        )
+
     async def events(self, request: Request) -> Response:
         """``GET /jobs/{id}/events``: Server-Sent Events, one per change, until a final state."""
         job_id = job_id_of(request)

@@ -298,6 +298,12 @@ def _job_body(base: str, state: JobState, history: list[Event], csrf: str | None
             for name in state.outputs
         )
         parts.append(f'<h2>outputs</h2><ul id="outputs">{links}</ul>')
+    if state.attempts:
+        logs = "".join(
+            f'<li><a href="{esc(base)}/jobs/{esc(state.id)}/logs?attempt={n}">attempt {n}</a></li>'
+            for n in range(1, state.attempts + 1)
+        )
+        parts.append(f'<h2>logs</h2><ul id="logs">{logs}</ul>')
     parts.append(f"<h2>history</h2>{_history_table(history)}")
     return "".join(parts)
 

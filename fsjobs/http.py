@@ -96,6 +96,7 @@ def create_app(
         Route("/jobs/{id}/results", api.results, methods=["GET"]),
         Route("/jobs/{id}/outputs/{name}", api.output, methods=["GET"]),
         Route("/jobs/{id}/events", api.events, methods=["GET"]),
+        Route("/jobs/{id}/logs", api.logs, methods=["GET"]),
         Route("/jobs/{id}/{action}", api.act, methods=["POST"]),
         Route("/queues", api.queues, methods=["GET"]),
         Route("/stats", api.stats, methods=["GET"]),

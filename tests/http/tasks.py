@@ -39,7 +39,8 @@ async def report(ctx: fsjobs.Context, title: str) -> str:
 
 
 async def boom(ctx: fsjobs.Context, message: str) -> None:
-    """Always fails with `message`."""
+    """Prints `message` (into the attempt's log), then fails with it."""
+    print(f"about to fail: {message}")
     raise ValueError(message)
 
 

@@ -213,6 +213,24 @@ async def test_outputs_stream_and_hostile_names_reach_nothing(
     assert_error(await client.get("/jobs/01m8zzzzzz0000zzzzzzzz/outputs/report.txt"), 404)
 
 
+async def test_logs_are_plain_text_per_attempt(
+    client: httpx.AsyncClient, queue: fsjobs.Queue
+) -> None:
+    failed = await queue.push(fsjobs.Job(func=tasks.BOOM, kwargs={"message": "<script>x</script>"}))
+    await run_all(queue)
+    for url in (f"/jobs/{failed}/logs", f"/jobs/{failed}/logs?attempt=1"):
+        r = await client.get(url)
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/plain")
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.text == "about to fail: <script>x</script>\n"
+    r = await client.get(f"/jobs/{failed}/logs?attempt=2")
+    assert (r.status_code, r.text) == (200, "")  # an attempt that never ran wrote nothing
+    for bad in ("0", "-1", "x", "1.5"):
+        assert_error(await client.get(f"/jobs/{failed}/logs?attempt={bad}"), 422, "invalid")
+    assert_error(await client.get("/jobs/01m8zzzzzz0000zzzzzzzz/logs"), 404, "not_found")
+
+
 # -- operator actions ----------------------------------------------------------------------
 
 

@@ -100,6 +100,7 @@ async def test_the_job_page_shows_everything(
     page = (await client.get(f"/ui/jobs/{job_id}")).text
     assert f'data-events="/jobs/{job_id}/events"' in page and 'data-status="completed"' in page
     assert f'href="/jobs/{job_id}/outputs/report.txt"' in page
+    assert f'href="/jobs/{job_id}/logs?attempt=1"' in page
     assert 'id="result"' in page and "&quot;ok&quot;" in page
     for record in ("pushed", "claimed", "progress", "completed"):
         assert f"<td>{record}</td>" in page
