@@ -182,7 +182,7 @@ class Api:
         )
 
     async def logs(self, request: Request) -> Response:
-        """``GET /jobs/{id}/logs?attempt=N``: what attempt N (default: the newest) printed and logged."""
+        """``GET /jobs/{id}/logs?attempt=N``: what attempt N (default: the newest) wrote."""
         job_id = job_id_of(request)
         text = request.query_params.get("attempt")
         attempt = None if not text else _int_param(text, "attempt", 1, 1, 1_000_000)

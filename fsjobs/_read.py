@@ -1,5 +1,5 @@
 """
-Reading: a job's state and history from its folder, and listings of a queue.
+Reading one job: its state, history, outputs and result, from its folder.
 
 `get(id)` reads the job's folder (``jobs/<shard>/<id>/``: the spec in segment 0,
 then every segment in epoch order), then checks the marker that the newest
@@ -12,12 +12,10 @@ the staleness bound before they count.
 from __future__ import annotations
 
 import functools
-import heapq
 import logging
 import os
 import stat
 import typing
-from collections.abc import Iterator
 
 import attrs
 
@@ -37,7 +35,7 @@ from ._transitions import BY_DAY, Location, Where
 from ._tree import Tree, retry_for
 from .errors import JobNotFound, StoreError
 from .model import MAX_RESULT_BYTES
-from .states import Event, JobPage, JobState, JobStatus
+from .states import Event, JobState, JobStatus
 
 logger = logging.getLogger("fsjobs.store")
 
@@ -173,11 +171,23 @@ def find(tree: Tree, job_id: str) -> Found | JobState:
             if found is not None:
                 return found
         if tries >= 2 and spec is None:
-            # No readable spec: the job may have been quarantined for exactly that.
-            final = find_final(tree, job_id)
-            if final is not None:
-                return unreadable_state(job_id, *final, "its journal is missing or unreadable")
+            # No readable spec: the job may have been quarantined for exactly that,
+            # or its marker may still stand where it waits to be quarantined.
+            place = find_final(tree, job_id) or (_find_live(tree, job_id) if segs else None)
+            if place is not None:
+                return unreadable_state(job_id, *place, "its journal is missing or unreadable")
     raise JobNotFound(job_id)
+
+
+def _find_live(tree: Tree, job_id: str) -> tuple[str, Where] | None:
+    """The queue and live directory of a job, looked up in every queue (slow: damaged jobs only)."""
+    for queue in tree.queues():
+        if any(marker.job_id == job_id for marker, _ in tree.running(queue)):
+            return queue, Where.RUNNING
+        found = _scan_live(tree, job_id, queue)
+        if found is not None:
+            return queue, found.where
+    return None
 
 
 def _find_by_marker(tree: Tree, job_id: str) -> Found | None:
@@ -375,129 +385,3 @@ def _read_result_file(tree: Tree, job_id: str, rel: str) -> JSON:
             return loads(_durable.read_file(fd, parts[2], MAX_RESULT_BYTES))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise ResultUnreadable(f"job {job_id}: result file {rel} is unreadable: {exc}") from exc
-
-
-# -- listings -------------------------------------------------------------------------
-
-
-def job_ids(tree: Tree, queue: str, where: Where) -> Iterator[str]:
-    """Ids with a marker in one state directory of `queue` (unordered for live ones)."""
-    if where is Where.RUNNING:
-        for marker, _ in tree.running(queue):
-            yield marker.job_id
-        return
-    top = tree.queue_dir(queue, where)
-    if where in (Where.WAITING, Where.PENDING):
-        levels = 2 if where is Where.WAITING else 3
-        for parts in tree.leaf_buckets(top, levels):
-            for name in tree.names(parts):
-                try:
-                    yield Marker.parse(name).job_id
-                except ValueError:
-                    continue
-        return
-    for day in sorted(tree.names(top), reverse=True):
-        names = tree.names((*top, day))
-        yield from sorted((n for n in names if _ids.is_job_id(n)), reverse=True)
-
-
-def counts(tree: Tree, queue: str) -> dict[JobStatus, int]:
-    """How many jobs of `queue` are in each status (waiting ones: scheduled or retrying)."""
-    out = dict.fromkeys(JobStatus, 0)
-    for where in (Where.PENDING, Where.RUNNING, *BY_DAY):
-        out[Location(where).status] += sum(1 for _ in job_ids(tree, queue, where))
-    for parts in tree.leaf_buckets(tree.queue_dir(queue, Where.WAITING), 2):
-        for name in tree.names(parts):
-            try:
-                marker = Marker.parse(name)
-            except ValueError:
-                continue
-            out[Location(Where.WAITING, marker).status] += 1
-    return out
-
-
-def oldest_pending_ms(tree: Tree, queue: str) -> int | None:
-    """The earliest ready time among the queue's pending jobs (the head of each priority)."""
-    oldest = None
-    top = tree.queue_dir(queue, Where.PENDING)
-    for prio in sorted(tree.names(top)):
-        for parts in tree.leaf_buckets((*top, prio), 2):
-            names = sorted(tree.names(parts))
-            if names:
-                try:
-                    ready = Marker.parse(names[0]).ready_ms
-                except ValueError:
-                    continue
-                oldest = ready if oldest is None else min(oldest, ready)
-                break  # buckets are in time order: the first is this priority's oldest
-    return oldest
-
-
-def next_due_ms(tree: Tree, queue: str) -> int | None:
-    """When the earliest waiting job of `queue` is due (None if none waits)."""
-    for parts in tree.leaf_buckets(tree.queue_dir(queue, Where.WAITING), levels=2):
-        due = []
-        for name in tree.names(parts):
-            try:
-                due.append(Marker.parse(name).ready_ms)
-            except ValueError:
-                continue
-        if due:
-            return min(due)
-    return None
-
-
-def dirs_for(status: JobStatus | None) -> tuple[Where, ...]:
-    """The state directories that hold jobs of `status` (all of them for None)."""
-    if status is None:
-        return (Where.WAITING, Where.PENDING, Where.RUNNING, *BY_DAY)
-    if status in (JobStatus.SCHEDULED, JobStatus.RETRYING):
-        return (Where.WAITING,)
-    return (Where(status.value),)
-
-
-def list_jobs(
-    tree: Tree, queues: list[str], status: JobStatus | None, limit: int, cursor: str | None
-) -> JobPage:
-    """
-    Jobs of `queues`, newest first, at most `limit`, starting after `cursor` (the
-    id the previous page ended with). Ids are time-ordered and never change, so a
-    job is on exactly one page however it moves meanwhile. A job whose files are
-    damaged is listed with what can be said of it, and the listing goes on.
-    """
-    if cursor is not None:
-        _names.check_job_id(cursor)
-    streams: list[typing.Iterable[str]] = []
-    for q in queues:
-        for where in dirs_for(status):
-            if where.is_live:
-                streams.append(sorted(job_ids(tree, q, where), reverse=True))
-            else:  # final directories are walked newest day first, newest id first
-                streams.append(job_ids(tree, q, where))
-    states: list[JobState] = []
-    seen: set[str] = set()
-    # ids are time-ordered: merging the newest-first streams stops after `limit`
-    # without reading the older days of a large store
-    for job_id in heapq.merge(*streams, reverse=True):
-        if job_id in seen or (cursor is not None and job_id >= cursor):
-            continue  # moved from one directory to another while we listed; or seen before
-        seen.add(job_id)
-        if len(states) >= limit:
-            return JobPage(states, states[-1].id)  # one more exists: the page was cut
-        state = _listed_state(tree, job_id, queues)
-        if state is not None and (status is None or state.status is status):
-            states.append(state)
-    return JobPage(states, None)
-
-
-def _listed_state(tree: Tree, job_id: str, queues: list[str]) -> JobState | None:
-    try:
-        return get(tree, job_id)
-    except JobNotFound:
-        return None  # pruned or moved on while we listed
-    except (OSError, ValueError) as exc:
-        logger.warning("job %s is unreadable: %s", job_id, exc)
-        final = find_final(tree, job_id)
-        where = final[1] if final is not None else Where.CORRUPT
-        queue = final[0] if final is not None else queues[0]
-        return unreadable_state(job_id, queue, where, f"unreadable: {exc}")

@@ -41,6 +41,7 @@ from . import (
     _finish,
     _format,
     _inotify,
+    _listing,
     _liveness,
     _logs,
     _names,
@@ -259,7 +260,7 @@ class Store:
         """Ids in one state directory, lazily (final ones newest first, by day then id)."""
         if not self.tree.for_reading():
             return iter(())
-        return _read.job_ids(self.tree, queue, Where(where))
+        return _listing.job_ids(self.tree, queue, Where(where))
 
     def list_jobs(
         self,
@@ -268,22 +269,22 @@ class Store:
         limit: int = 100,
         cursor: str | None = None,
     ) -> JobPage:
-        """A page of jobs of `queues` (None: every queue), newest first; see `_read.list_jobs`."""
+        """A page of jobs of `queues` (None: every queue), newest first (`_listing.list_jobs`)."""
         if not self.tree.for_reading():
             return JobPage([], None)
         names = self.tree.queues() if queues is None else queues
-        return _read.list_jobs(self.tree, names, status, limit, cursor)
+        return _listing.list_jobs(self.tree, names, status, limit, cursor)
 
     def counts(self, queue: str) -> dict[JobStatus, int]:
         if not self.tree.for_reading():
             return dict.fromkeys(JobStatus, 0)
-        return _read.counts(self.tree, queue)
+        return _listing.counts(self.tree, queue)
 
     def oldest_pending_ms(self, queue: str) -> int | None:
-        return _read.oldest_pending_ms(self.tree, queue) if self.tree.for_reading() else None
+        return _listing.oldest_pending_ms(self.tree, queue) if self.tree.for_reading() else None
 
     def next_due_ms(self, queue: str) -> int | None:
-        return _read.next_due_ms(self.tree, queue) if self.tree.for_reading() else None
+        return _listing.next_due_ms(self.tree, queue) if self.tree.for_reading() else None
 
     # -- operator actions ----------------------------------------------------------------------
 

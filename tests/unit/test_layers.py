@@ -41,6 +41,7 @@ RANKS: dict[str, int] = {
     # the store: the tree, then one module per protocol step, then its front
     "_tree": 7,
     "_read": 8,
+    "_listing": 9,
     "_claim": 9,
     "_liveness": 9,
     "_unique": 9,
