@@ -202,19 +202,20 @@ class Dirs:
         if base == len(parts):
             return os.dup(cached)
         fd = self._step(cached, parts[base], create=create)
+        self._keep(parts[: base + 1], fd)
         for i in range(base + 1, len(parts)):
             try:
                 child = self._step(fd, parts[i], create=create)
             finally:
                 os.close(fd)
             fd = child
-            if self._static(parts[: i + 1]) and len(self._cache) < MAX_CACHED:
-                self._keep(parts[: i + 1], fd)
-        if base + 1 == len(parts) and self._static(parts) and len(self._cache) < MAX_CACHED:
-            self._keep(parts, fd)
+            self._keep(parts[: i + 1], fd)
         return fd
 
     def _keep(self, parts: Parts, fd: int) -> None:
+        """Keep a copy of `fd` if `parts` is a directory that is never removed."""
+        if not self._static(parts) or len(self._cache) >= MAX_CACHED:
+            return
         with self._lock:
             if parts not in self._cache and not self._closed:
                 self._cache[parts] = os.dup(fd)
