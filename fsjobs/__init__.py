@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .context import Context as Context
 from .errors import CorruptRecord as CorruptRecord
+from .errors import DependencyFailed as DependencyFailed
 from .errors import FormatError as FormatError
 from .errors import FsJobsError as FsJobsError
 from .errors import InvalidJob as InvalidJob
@@ -37,8 +38,11 @@ from .states import Event as Event
 from .states import JobPage as JobPage
 from .states import JobState as JobState
 from .states import JobStatus as JobStatus
+from .states import WorkflowState as WorkflowState
+from .states import WorkflowStatus as WorkflowStatus
 from .tasks import Task as Task
 from .worker import Worker as Worker
+from .workflow import Workflow as Workflow
 
 try:
     __version__ = version("fsjobs")
@@ -49,6 +53,7 @@ __all__ = [
     "Backoff",
     "Context",
     "CorruptRecord",
+    "DependencyFailed",
     "ErrorInfo",
     "Event",
     "FormatError",
@@ -76,5 +81,8 @@ __all__ = [
     "UnknownTask",
     "WaitTimeout",
     "Worker",
+    "Workflow",
+    "WorkflowState",
+    "WorkflowStatus",
     "__version__",
 ]

@@ -92,12 +92,14 @@ class Runner:
             logger.error("job %s cannot run: %s", claim.job_id, printable(exc))
             return Outcome(Ending.FAILED, error=error_info(exc))
         stop = threading.Event()
+        parents = await self.queue.io(store.parent_results, claim.job_id) if job.depends_on else {}
         ctx = Context(
             job_id=claim.job_id,
             attempt=claim.marker.attempt,
             max_attempts=claim.marker.max_attempts,
             queue=claim.queue,
             uploads=await self.queue.io(store.upload_paths, claim) if claim.uploads else {},
+            parents=parents,
             output_dir_factory=functools.partial(store.output_dir, claim),
             progress_sink=progress.write,
             cancel_event=stop,

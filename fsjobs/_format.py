@@ -29,6 +29,7 @@ KNOWN_FEATURES: dict[str, str] = {
     "depends_on": "0.2",
     "periodic": "0.2",
     "queue_settings": "0.2",
+    "workflows": "0.2",
 }
 #: Set by ``fsjobs migrate`` while it converts a format-1 root: every writer refuses.
 MIGRATING = "migrating"

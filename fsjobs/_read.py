@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import attrs
 
-from . import _durable, _ids, _names, journal
+from . import _deptree, _durable, _ids, _names, journal
 from ._json import JSON, loads
 from ._names import Marker
 from ._paths import Parts
@@ -162,6 +162,9 @@ def find(tree: Tree, job_id: str) -> Found | JobState:
         if spec is not None:
             queue = typing.cast(str, spec["queue"])
             location = locate(tree, job_id, queue, segs)
+            if location is None and "workflow" in spec:  # a step still staged in tmp/?
+                target = segs[0][1].records[0].get_str("marker") or ""
+                location = _deptree.staged_location(tree, job_id, spec, target)
             if location is None and tries >= 2:
                 location = _scan_live(tree, job_id, queue)
                 if location is not None:
