@@ -12,6 +12,9 @@ the workers and ``tmp/``, and reports each violation as a `Problem`. With
   anywhere else, or whose folder is missing (a complete line that fails its
   checksum is corruption, never a crash);
 * records the missing terminal record of a final job (in a new epoch);
+* finishes the workflow pushes of dead pushers (published if committed, else
+  aborted), and releases (or cancels) every blocked job whose parents have all
+  completed (or one failed), taking over dependency checks left by dead actors;
 * removes, once older than the horizon, staging files of dead pushers, job
   folders that were never published, and lock files of dead workers.
 
@@ -35,11 +38,14 @@ import time
 import attrs
 
 from . import _durable, _ids, _names, _read, _transitions, _unique, journal
+from ._depends import check_root as check_dependencies
+from ._deptree import LOCK_PREFIX, STEP_PREFIX
 from ._names import Marker
 from ._paths import Parts
 from ._text import printable
 from ._transitions import BY_DAY, Where
 from ._tree import Tree, path, record
+from ._workflows import check_root as check_workflows
 from .errors import StoreError
 from .journal import RecordType
 from .store import Store
@@ -114,17 +120,12 @@ class _Checker:
         self.problems: list[Problem] = []
         self.markers: dict[str, list[_Seen]] = collections.defaultdict(list)
         self.me = f"fsck-{os.getpid()}-{_ids.new_worker_id().rsplit('-', 1)[-1]}"
+        #: steps staged by live workflow pushes: their folders are not garbage
+        self.staged: set[str] = set()
 
     def report(self, kind: str, where: str, message: str, repaired: bool = False) -> None:
-        level = logging.INFO if repaired else logging.WARNING
-        logger.log(
-            level,
-            "fsck %s %s: %s%s",
-            kind,
-            printable(where),
-            printable(message),
-            " (repaired)" if repaired else "",
-        )
+        level, note = (logging.INFO, " (repaired)") if repaired else (logging.WARNING, "")
+        logger.log(level, "fsck %s %s: %s%s", kind, printable(where), printable(message), note)
         self.problems.append(Problem(kind, where, message, repaired))
 
     def run(self) -> Report:
@@ -136,6 +137,9 @@ class _Checker:
             else:
                 for job_id in self.stale_claims(queue):
                     self.report("stale-claim", job_id, "running job of a dead worker")
+        found, self.staged = check_workflows(self.tree, self.repair)
+        for problem in (*found, *check_dependencies(self.tree, self.repair)):
+            self.report(*problem)
         for queue in queues:
             self.walk_queue(queue)
         jobs = self.walk_jobs()
@@ -401,6 +405,8 @@ class _Checker:
     def staging_alive(self, job_id: str) -> bool:
         """True if a push (or retry) of the job may still be at work: its staging file in
         tmp/ is locked, or younger than the horizon."""
+        if job_id in self.staged:
+            return True
         tmp_fd = self.tree.dirs.cached((_names.TMP,))
         for name in _durable.listdir(tmp_fd):
             if f".{job_id}." not in name and not name.startswith(f"retry.{job_id}."):
@@ -454,8 +460,8 @@ class _Checker:
     def check_tmp(self) -> None:
         tmp_fd = self.tree.dirs.cached((_names.TMP,))
         for name in _durable.listdir(tmp_fd):
-            if self.alive_in_tmp(tmp_fd, name):
-                continue
+            if name.startswith((LOCK_PREFIX, STEP_PREFIX)) or self.alive_in_tmp(tmp_fd, name):
+                continue  # a workflow push's lock and steps: see _workflows.check_root
             removed = False
             if self.repair:
                 dead = name if name.startswith("dead.") else f"dead.{name}"
