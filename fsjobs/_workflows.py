@@ -98,9 +98,7 @@ def push(tree: Tree, wf: Workflow, default_queue: str) -> str:
         if _committed(tree, wf_id):  # a step after the link failed: a sweep publishes
             os.close(lock_fd)
             raise PushError(f"workflow {wf_id} was pushed, then: {exc}", [wf_id]) from exc
-        _discard(tree, wf_id, [s.job_id for s in staged])
-        _durable.unlink_quiet(tmp_fd, lock_name)
-        os.close(lock_fd)
+        _abandon(tree, wf_id, [s.job_id for s in staged], lock_name, lock_fd)
         if isinstance(exc, OSError):
             _durable.raise_full(exc, f"pushing workflow {wf.name!r}")
         raise
@@ -109,13 +107,24 @@ def push(tree: Tree, wf: Workflow, default_queue: str) -> str:
         _publish(tree, wf_id, steps)
         # Steps with a parent outside the workflow: that parent may have ended already.
         _depends.settle(tree, [st.job_id for st in steps if st.external])
-    except Exception:
-        logger.exception("workflow %s: publishing its steps is left to a sweep", wf_id)
+    except BaseException as exc:
         os.close(lock_fd)  # unlocked and left: a sweep takes it over
+        if not isinstance(exc, Exception):
+            raise
+        logger.exception("workflow %s: publishing its steps is left to a sweep", wf_id)
         return wf_id
     _durable.unlink_quiet(tmp_fd, lock_name)
     os.close(lock_fd)
     return wf_id
+
+
+def _abandon(tree: Tree, wf_id: str, job_ids: list[str], lock_name: str, lock_fd: int) -> None:
+    """A push that failed before its commit: remove what it wrote, then its lock."""
+    try:
+        _discard(tree, wf_id, job_ids)
+        _durable.unlink_quiet(tree.dirs.cached((_names.TMP,)), lock_name)
+    finally:
+        os.close(lock_fd)
 
 
 def _committed(tree: Tree, wf_id: str) -> bool:
