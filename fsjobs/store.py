@@ -212,6 +212,8 @@ class Store:
         worker does this every rescue interval); free when the root uses neither.
         """
         fmt = self.tree.format if self.tree.for_reading() else None
+        if fmt is not None and not {"depends_on", "workflows"} <= fmt.names:
+            fmt = self.tree.refresh_format()  # a process started before their first use
         if fmt is None or not self.tree.writable:
             return 0
         done = 0
