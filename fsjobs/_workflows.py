@@ -29,10 +29,11 @@ import datetime as dt
 import logging
 import os
 import secrets
+import time
 
 import attrs
 
-from . import _depends, _deptree, _durable, _ids, _names, _push, _read, _transitions
+from . import _depends, _deptree, _durable, _ids, _json, _names, _push, _read, _transitions
 from ._clock import format_time, parse_time, to_ms
 from ._json import JSON
 from ._names import Marker
@@ -63,7 +64,13 @@ def push(tree: Tree, wf: Workflow, default_queue: str) -> str:
     now_ms = to_ms(now)
     wf_id = _ids.new_job_id(now_ms)
     ids = {s.name: _ids.new_job_id(now_ms) for s in order}
-    lock_name, lock_fd = _lock(tree, wf_id)
+    # The lock holds the plan: an abort removes exactly what this push may have written.
+    plan: dict[str, JSON] = {
+        "id": wf_id,
+        "steps": list[JSON](ids.values()),
+        "outside": {ids[s.name]: list[JSON](s.job.depends_on) for s in order if s.job.depends_on},
+    }
+    lock_name, lock_fd = _lock(tree, wf_id, plan)
     tmp_fd = tree.dirs.cached((_names.TMP,))
     staged: list[Staged] = []
     try:
@@ -98,7 +105,7 @@ def push(tree: Tree, wf: Workflow, default_queue: str) -> str:
         if _committed(tree, wf_id):  # a step after the link failed: a sweep publishes
             os.close(lock_fd)
             raise PushError(f"workflow {wf_id} was pushed, then: {exc}", [wf_id]) from exc
-        _abandon(tree, wf_id, [s.job_id for s in staged], lock_name, lock_fd)
+        _abandon(tree, wf_id, plan, lock_name, lock_fd)
         if isinstance(exc, OSError):
             _durable.raise_full(exc, f"pushing workflow {wf.name!r}")
         raise
@@ -118,10 +125,10 @@ def push(tree: Tree, wf: Workflow, default_queue: str) -> str:
     return wf_id
 
 
-def _abandon(tree: Tree, wf_id: str, job_ids: list[str], lock_name: str, lock_fd: int) -> None:
+def _abandon(tree: Tree, wf_id: str, plan: dict[str, JSON], lock_name: str, lock_fd: int) -> None:
     """A push that failed before its commit: remove what it wrote, then its lock."""
     try:
-        _discard(tree, wf_id, job_ids)
+        _discard(tree, wf_id, plan)
         _durable.unlink_quiet(tree.dirs.cached((_names.TMP,)), lock_name)
     finally:
         os.close(lock_fd)
@@ -135,8 +142,11 @@ def _committed(tree: Tree, wf_id: str) -> bool:
         return True
 
 
-def _lock(tree: Tree, wf_id: str) -> tuple[str, int]:
-    """The push's lock, created under a temporary name and renamed once it is held."""
+def _lock(tree: Tree, wf_id: str, plan: dict[str, JSON]) -> tuple[str, int]:
+    """
+    The push's lock, holding its `plan` (the ids it will write); created under a
+    temporary name and renamed once it is locked and written.
+    """
     tmp_fd = tree.dirs.cached((_names.TMP,))
     token = secrets.token_hex(6)
     new = f"{_deptree.NEW_LOCK_PREFIX}{wf_id}.{token}"
@@ -145,12 +155,32 @@ def _lock(tree: Tree, wf_id: str) -> tuple[str, int]:
     try:
         if not _durable.try_lock(fd):
             raise StoreError(f"tmp/{new} is locked by someone else")
+        _durable.write_all(fd, _json.dumps(plan).encode() + b"\n")
+        if tree.durable:
+            os.fsync(fd)
         os.rename(new, name, src_dir_fd=tmp_fd, dst_dir_fd=tmp_fd)
     except BaseException:
         os.close(fd)
         _durable.unlink_quiet(tmp_fd, new)
         raise
     return name, fd
+
+
+def _read_plan(tree: Tree, name: str, wf_id: str) -> dict[str, JSON]:
+    """The plan a lock holds; empty if unreadable (the staged steps still tell most)."""
+    for _ in range(50):
+        try:
+            data = _durable.read_file(tree.dirs.cached((_names.TMP,)), name, 1 << 24)
+            body = _json.loads(data)
+        except FileNotFoundError:
+            return {}
+        except (ValueError, UnicodeDecodeError, OSError, StoreError):
+            body = None
+        if isinstance(body, dict) and body.get("id") == wf_id:
+            return body
+        time.sleep(0.02)  # content lags the name on a network filesystem
+    logger.warning("tmp/%s: the plan of its push is unreadable", name)
+    return {}
 
 
 def _manifest(
@@ -242,18 +272,36 @@ def _publish(tree: Tree, wf_id: str, steps: list[_Step]) -> list[str]:
 # -- the pusher is gone: commit or abort -------------------------------------------------------
 
 
-def _discard(tree: Tree, wf_id: str, job_ids: list[str]) -> None:
-    """Remove steps that will never be published: staged links, folders, dependents entries."""
+def _discard(tree: Tree, wf_id: str, plan: dict[str, JSON]) -> None:
+    """
+    Remove what an uncommitted push wrote: the steps of its `plan` and any staged
+    one, with their folders and the ``dependents`` entries in jobs outside it.
+    """
     tmp_fd = tree.dirs.cached((_names.TMP,))
-    for job_id in job_ids:
+    steps, outside = plan.get("steps"), plan.get("outside")
+    job_ids = {j for j in steps if isinstance(j, str)} if isinstance(steps, list) else set()
+    for job_id in sorted(job_ids | set(_staged_ids(tree, wf_id))):
+        if not _ids.is_job_id(job_id):
+            continue
         name = _deptree.step_name(wf_id, job_id)
-        seg = _read.marker_segment(tree, (_names.TMP,), name)
-        spec = spec_in([(0, seg)]) if seg is not None else None
-        parents = spec.get("depends_on") if spec is not None else None
+        parents = outside.get(job_id) if isinstance(outside, dict) else None
+        if not isinstance(parents, list):
+            seg = _read.marker_segment(tree, (_names.TMP,), name)
+            spec = spec_in([(0, seg)]) if seg is not None else None
+            parents = spec.get("depends_on") if spec is not None else None
         if isinstance(parents, list):
             _depends.unlink(tree, [p for p in parents if isinstance(p, str)], job_id)
         tree.discard_job(job_id)
         _durable.unlink_quiet(tmp_fd, name)
+    _remove_bodies(tree, wf_id)
+
+
+def _remove_bodies(tree: Tree, wf_id: str) -> None:
+    """The temporary copies of a manifest or tombstone that a killed process left."""
+    tmp_fd = tree.dirs.cached((_names.TMP,))
+    for name in tree.names((_names.TMP,)):
+        if name.startswith(f"wfbody.{wf_id}."):
+            _durable.unlink_quiet(tmp_fd, name)
 
 
 def _staged_ids(tree: Tree, wf_id: str) -> list[str]:
@@ -266,11 +314,12 @@ def _staged_ids(tree: Tree, wf_id: str) -> list[str]:
     return sorted(out)
 
 
-def finish_push(tree: Tree, wf_id: str) -> str:
+def finish_push(tree: Tree, wf_id: str, plan: dict[str, JSON] | None = None) -> str:
     """
     Finish the push of a workflow whose pusher is gone (the caller holds its
-    lock, or there is none): "published" if it was committed (what was still
-    staged is now in place), "aborted" if it was not (or was aborted already).
+    lock, whose `plan` it read; or there is no lock): "published" if it was
+    committed (what was still staged is now in place), "aborted" if it was not
+    (or was aborted already).
     """
     manifest = _deptree.read_manifest(tree, wf_id)
     if manifest is None:
@@ -282,13 +331,14 @@ def finish_push(tree: Tree, wf_id: str) -> str:
         _deptree.link_manifest(tree, wf_id, tombstone)
         manifest = _deptree.read_manifest(tree, wf_id)
     if not _deptree.is_committed(manifest):
-        _discard(tree, wf_id, _staged_ids(tree, wf_id))
+        _discard(tree, wf_id, plan or {})
         return "aborted"
     assert manifest is not None
     steps = _steps_of(manifest)
     _publish(tree, wf_id, steps)
     # A step moved by the dead pusher may have missed its check: check them all.
     _depends.settle(tree, [st.job_id for st in steps if st.where is Where.BLOCKED])
+    _remove_bodies(tree, wf_id)
     return "published"
 
 
@@ -312,7 +362,7 @@ def sweep(tree: Tree) -> list[tuple[str, str]]:
         try:
             if not _durable.try_lock(fd):
                 continue  # its pusher is at work
-            done.append((wf_id, finish_push(tree, wf_id)))
+            done.append((wf_id, finish_push(tree, wf_id, _read_plan(tree, name, wf_id))))
             _durable.unlink_quiet(tmp_fd, name)
         except Exception:
             logger.exception("workflow %s: finishing its push failed; tried again later", wf_id)
