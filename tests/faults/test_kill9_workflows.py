@@ -37,6 +37,7 @@ from typing import Any
 import pytest
 
 from fsjobs import JobNotFound, JobStatus, WorkflowStatus
+from fsjobs._deptree import read_manifest
 from fsjobs.fsck import fsck
 from fsjobs.journal import RecordType
 from fsjobs.store import Store
@@ -85,11 +86,13 @@ def torture(
     store_root: pathlib.Path,
     check_tree: Callable[[Iterable[str]], list[str]],
     staleness: float | None = 0,
+    before_drain: Callable[[], None] = lambda: None,
 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """
     Run the torture and the drain; return the figures and the problems by kind (each
     list must be empty). `store_root` is where this process reads the store (a mount on
-    the shared-filesystem bed), `check_tree` the invariant check of the settled tree.
+    the shared-filesystem bed), `check_tree` the invariant check of the settled tree;
+    `before_drain` runs before the clean workers start.
     """
     children.pusher_mode = "workflows"
     roles = [f"worker-{i}" for i in range(t1.WORKERS)] + ["pusher"]
@@ -101,6 +104,7 @@ def torture(
     pusher = children.procs.pop("pusher")
     pusher.kill()
     pusher.wait()
+    before_drain()
     for role in roles[:-1]:  # every tortured worker at once; clean ones drain
         children.kill(role)
     started, acked_wfs, acked_jobs, failed = read_oracle(children.oracle)
@@ -153,11 +157,14 @@ def torture(
         tree = walk(store_root)
         committed, aborted = {}, []
         for path in store_root.glob("workflows/*/*.json"):
-            body = json.loads(path.read_text())
+            body = read_manifest(store.tree, path.stem)  # content may lag: read until whole
+            assert body is not None
             if body.get("aborted"):
                 aborted.append(path.stem)
             else:
-                committed[path.stem] = {step["id"] for step in body["steps"]}
+                steps = body["steps"]
+                assert isinstance(steps, list)
+                committed[path.stem] = {step["id"] for step in steps}  # type: ignore[index]
         step_ids = {j for ids in committed.values() for j in ids}
         problems["invariants"] += check_tree(step_ids | set(acked_jobs.values()))
         for tag, wf_id in acked_wfs.items():
