@@ -18,6 +18,7 @@ removing them. What to do with them is decided in `_depends` and `_workflows`.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -32,6 +33,8 @@ from ._paths import Parts
 from ._transitions import Location, Where
 from ._tree import Tree
 from .errors import StoreError
+
+logger = logging.getLogger("fsjobs.store")
 
 #: ``<job id>.<token>``: a releasing entry
 ENTRY_RE = re.compile(r"^([0-9a-z]{22})\.([0-9a-f]{12})$")
@@ -151,10 +154,23 @@ def take_entry(tree: Tree, queue: str, job_id: str, name: str) -> Entry | None:
         return None
     if fd is None:
         return None
-    if not _durable.try_lock(fd):
+    if not try_lock(fd, f"releasing entry {name}"):
         os.close(fd)
         return None
     return Entry(queue, job_id, name, fd)
+
+
+def try_lock(fd: int, what: str) -> bool:
+    """
+    `_durable.try_lock`, except that an error (on GlusterFS, a file that another
+    host has just removed may refuse its lock) means "not now": the next sweep
+    looks again.
+    """
+    try:
+        return _durable.try_lock(fd)
+    except OSError as exc:
+        logger.warning("%s cannot be locked now (%s): tried again later", what, exc)
+        return False
 
 
 # -- workflow manifests and staged steps ----------------------------------------------------

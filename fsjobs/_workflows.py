@@ -360,7 +360,7 @@ def sweep(tree: Tree) -> list[tuple[str, str]]:
         if fd is None:
             continue
         try:
-            if not _durable.try_lock(fd):
+            if not _deptree.try_lock(fd, f"tmp/{name}"):
                 continue  # its pusher is at work
             done.append((wf_id, finish_push(tree, wf_id, _read_plan(tree, name, wf_id))))
             _durable.unlink_quiet(tmp_fd, name)
@@ -415,7 +415,7 @@ def _held(tmp_fd: int, name: str) -> bool:
     if fd is None:
         return False
     try:
-        return not _durable.try_lock(fd)
+        return not _deptree.try_lock(fd, f"tmp/{name}")
     finally:
         os.close(fd)
 

@@ -29,6 +29,7 @@ directory.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import pathlib
 import secrets
@@ -62,6 +63,8 @@ from .states import Event, JobPage, JobState, JobStatus, WorkflowState
 from .workflow import Workflow
 
 __all__ = ["Claim", "Ending", "Outcome", "Store"]
+
+logger = logging.getLogger("fsjobs.store")
 
 
 class Store:
@@ -217,10 +220,13 @@ class Store:
         if fmt is None or not self.tree.writable:
             return 0
         done = 0
-        if "depends_on" in fmt.names:
-            done += sum(_depends.sweep(self.tree, q) for q in queues)
-        if "workflows" in fmt.names:
-            done += len(_workflows.sweep(self.tree))
+        try:  # upkeep: an error here must not stop a worker; the next sweep tries again
+            if "depends_on" in fmt.names:
+                done += sum(_depends.sweep(self.tree, q) for q in queues)
+            if "workflows" in fmt.names:
+                done += len(_workflows.sweep(self.tree))
+        except Exception:
+            logger.exception("sweeping dependency checks and workflow pushes failed")
         return done
 
     def owned(self, queue: str, me: str) -> set[str]:
