@@ -156,6 +156,7 @@ def find(tree: Tree, job_id: str) -> Found | JobState:
     _names.check_job_id(job_id)
     if not tree.for_reading():
         raise JobNotFound(job_id)
+    untold: Found | None = None  # final, but the record of how is not there yet
     for tries in retry_for(tree.staleness):
         segs = segments(tree, job_id)
         spec = spec_in(segs)
@@ -170,7 +171,11 @@ def find(tree: Tree, job_id: str) -> Found | JobState:
                 if location is not None:
                     logger.info("job %s found by a slow scan", job_id)
             if location is not None:
-                return Found(job_id, queue, spec, segs, location)
+                untold = Found(job_id, queue, spec, segs, location)
+                last = segs[-1][1].records
+                if not location.where.is_final or any(r.type in journal.TERMINAL for r in last):
+                    return untold
+                # The winner of the rename into the final directory writes its record next.
         elif tries >= 2 and not segs:
             found = _find_by_marker(tree, job_id)
             if found is not None:
@@ -180,6 +185,8 @@ def find(tree: Tree, job_id: str) -> Found | JobState:
             final = find_final(tree, job_id)
             if final is not None:
                 return unreadable_state(job_id, *final, "its journal is missing or unreadable")
+    if untold is not None:
+        return untold
     raise JobNotFound(job_id)
 
 

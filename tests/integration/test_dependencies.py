@@ -169,11 +169,19 @@ async def test_a_failed_parent_cancels_its_dependents_and_theirs(
         .add("b", span_job(log, 0), after=["a"])
     )
     wf_id = await queue.push_workflow(wf)
-    with pytest.raises(fsjobs.JobCancelled) as info:
+    with pytest.raises(fsjobs.JobCancelled):
         await queue.wait(grandchild, timeout=60)
-    assert info.value.state.error is not None
-    assert info.value.state.error.type == "fsjobs.errors.DependencyFailed"
-    assert child in info.value.state.error.message
+
+    async def reason_written() -> bool:  # the canceller renames first, then writes why
+        return (await queue.get(grandchild)).error is not None
+
+    await until(reason_written, "the grandchild's cancel record", children, workers)
+    error = (await queue.get(grandchild)).error
+    assert error is not None
+    assert (error.type, error.message) == (
+        "fsjobs.errors.DependencyFailed",
+        f"parent {child} ended cancelled",
+    )
 
     async def workflow_done() -> bool:
         return (await queue.get_workflow(wf_id)).is_done
@@ -183,6 +191,7 @@ async def test_a_failed_parent_cancels_its_dependents_and_theirs(
     state = await queue.get_workflow(wf_id)
     assert state.status is WorkflowStatus.CANCELLED
     assert {s.status for s in state.steps.values()} == {JobStatus.CANCELLED}
-    assert (await queue.get(child)).error.message == f"parent {bad} ended failed"  # type: ignore[union-attr]
+    error = (await queue.get(child)).error
+    assert error is not None and error.message == f"parent {bad} ended failed"
     ran = set(read_spans(log))
     assert ran == {good, bad}, "no dependent of the failed job ran"
