@@ -219,6 +219,19 @@ async def test_prune_keeps_a_parent_while_a_dependent_is_unfinished(root: pathli
         await queue.get(parent)
 
 
+async def test_a_blocked_job_keeps_its_unique_key(root: pathlib.Path) -> None:
+    queue = fsjobs.Queue(root)
+    add, _ = tasks(queue)
+    parent = await add.enqueue(x=1)
+    child = await queue.push(add.job(x=1).with_depends_on([parent]).with_unique_key("k"))
+    assert (await queue.get(child)).status is JobStatus.BLOCKED
+    assert await queue.push(add.job(x=2).with_unique_key("k")) == child
+    assert not list(root.glob("tmp/*")), "the keyed push left its staging marker"
+    await drain(queue)
+    assert (await queue.get(child)).result == 2
+    assert await queue.push(add.job(x=2).with_unique_key("k")) != child  # final: free again
+
+
 async def test_a_parent_in_another_queue(root: pathlib.Path) -> None:
     first = fsjobs.Queue(root, "first")
     second = fsjobs.Queue(root, "second")
