@@ -362,10 +362,12 @@ def after_push(tree: Tree, queue: str, child: str) -> None:
         entry = None
     try:
         keep = settle(tree, [child])
-    except Exception:
-        logger.exception("job %s: its dependency check is left to a sweep", child)
+    except BaseException as exc:
         if entry is not None:
             _deptree.close_entry(tree, entry, remove=False)
+        if not isinstance(exc, Exception):
+            raise
+        logger.exception("job %s: its dependency check is left to a sweep", child)
         return
     if entry is not None:
         _deptree.close_entry(tree, entry, remove=not keep)
@@ -390,17 +392,19 @@ def done(tree: Tree, entry: Entry | None, won: bool) -> None:
         return
     try:
         resolve(tree, entry.job_id)
-    except Exception:
-        logger.exception("job %s: settling its dependents is left to a sweep", entry.job_id)
+    except BaseException as exc:
         _deptree.close_entry(tree, entry, remove=False)
+        if not isinstance(exc, Exception):
+            raise
+        logger.exception("job %s: settling its dependents is left to a sweep", entry.job_id)
         return
     _deptree.close_entry(tree, entry, remove=True)
 
 
-def leave(tree: Tree, queue: str, job_id: str, job_fd: int | None = None) -> None:
-    """For an actor that makes `job_id` final and cannot settle it: a check for a sweep."""
-    if _deptree.has_dependents(tree, job_id, job_fd):
-        _deptree.leave_entry(tree, queue, job_id)
+def leave(tree: Tree, entry: Entry | None) -> None:
+    """Drop the lock of an `intent` whose rename went wrong: a sweep settles it."""
+    if entry is not None:
+        _deptree.close_entry(tree, entry, remove=False)
 
 
 def sweep(tree: Tree, queue: str) -> int:
@@ -417,9 +421,11 @@ def sweep(tree: Tree, queue: str) -> int:
         try:
             if job_id not in kept:
                 kept[job_id] = resolve(tree, job_id)
-        except Exception:
-            logger.exception("job %s: settling its dependencies failed; tried again later", job_id)
+        except BaseException as exc:
             _deptree.close_entry(tree, entry, remove=False)
+            if not isinstance(exc, Exception):
+                raise
+            logger.exception("job %s: settling its dependencies failed; tried again later", job_id)
             continue
         _deptree.close_entry(tree, entry, remove=not kept[job_id])
         settled += 1

@@ -97,6 +97,23 @@ def finish_many(tree: Tree, items: Sequence[tuple[Claim, Outcome]]) -> list[bool
                 results[r.index] = _not_published(tree, r.claim, exc)
             recorded = []
     intents = _intents(tree, recorded)
+    try:
+        moved = _move(tree, recorded, results)
+        _sync_targets(tree, moved, results)
+    except BaseException:
+        for entry in intents.values():
+            _depends.leave(tree, entry)  # a sweep settles them
+        raise
+    went = {i for indexes in moved.values() for i in indexes}
+    for i, entry in intents.items():
+        _depends.done(tree, entry, i in went)
+    return [False if r is None else r for r in results]
+
+
+def _move(
+    tree: Tree, recorded: list[_Recorded], results: list[bool | Exception | None]
+) -> dict[Parts, list[int]]:
+    """The commit renames; returns the indexes of the items moved, by target directory."""
     moved: dict[Parts, list[int]] = {}
     for r in recorded:
         try:
@@ -118,11 +135,7 @@ def finish_many(tree: Tree, items: Sequence[tuple[Claim, Outcome]]) -> list[bool
                 "job %s was rescued while it ran (fenced): its outcome is discarded", r.claim.job_id
             )
         results[r.index] = moved_here
-    _sync_targets(tree, moved, results)
-    went = {i for indexes in moved.values() for i in indexes}
-    for i, entry in intents.items():
-        _depends.done(tree, entry, i in went)
-    return [False if r is None else r for r in results]
+    return moved
 
 
 def _intents(tree: Tree, recorded: list[_Recorded]) -> dict[int, Entry]:

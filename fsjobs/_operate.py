@@ -75,7 +75,11 @@ def cancel(tree: Tree, job_id: str) -> JobStatus:
             time.sleep(0.01)
             continue
         entry = _depends.intent(tree, found.queue, job_id)
-        won = _cancel_once(tree, found)
+        try:
+            won = _cancel_once(tree, found)
+        except BaseException:
+            _depends.leave(tree, entry)
+            raise
         _depends.done(tree, entry, won)
         if won:
             return JobStatus.CANCELLED

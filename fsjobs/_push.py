@@ -106,7 +106,7 @@ def push_many(
     statuses = _depends.statuses_at_push(tree, parents)
     now = tree.clock.now()
     now_ms = to_ms(now)
-    staged = [stage(tree, job, queue, now_ms, statuses) for job, queue in items]
+    staged = [_stage(tree, job, queue, now_ms, statuses) for job, queue in items]
     group = tree.batch_sync and len(staged) > 1
     _write_folders(tree, staged, now, group)
     ids: list[str] = []
@@ -126,16 +126,22 @@ def push_many(
             else:
                 _depends.unlink(tree, s.job.depends_on, s.job_id)
                 tree.discard_job(s.job_id)
+        _check_blocked(tree, staged, published)
         if isinstance(exc, OSError):
             _durable.raise_full(exc, "publishing jobs")
         raise
-    for s in staged:  # the pusher's side of the check (see `_depends`)
-        if s.where is Where.BLOCKED and s.job_id in published:
-            _depends.after_push(tree, s.queue, s.job_id)
+    _check_blocked(tree, staged, published)
     return ids
 
 
-def stage(tree: Tree, job: Job, queue: str, now_ms: int, statuses: dict[str, JobStatus]) -> Staged:
+def _check_blocked(tree: Tree, staged: list[Staged], published: list[str]) -> None:
+    """The pusher's side of the check (see `_depends`), for each job it put in blocked/."""
+    for s in staged:
+        if s.where is Where.BLOCKED and s.job_id in published:
+            _depends.after_push(tree, s.queue, s.job_id)
+
+
+def _stage(tree: Tree, job: Job, queue: str, now_ms: int, statuses: dict[str, JobStatus]) -> Staged:
     """A new id for `job`, and where it goes given its parents' `statuses`."""
     job_id = _ids.new_job_id(now_ms)
     sched_ms = None if job.scheduled_at is None else to_ms(job.scheduled_at)
