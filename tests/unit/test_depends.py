@@ -6,6 +6,7 @@ not complete cancels it; both are decided once, by a rename out of ``blocked/``.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import pathlib
 import uuid
@@ -341,3 +342,39 @@ async def test_the_root_records_the_feature_before_the_first_blocked_job(
     assert json.loads((root / "fsjobs.json").read_text())["features"] == []
     await queue.push(add.job(x=1).with_depends_on([parent]))
     assert json.loads((root / "fsjobs.json").read_text())["features"] == ["depends_on@0.2"]
+
+
+async def test_a_format_file_replaced_by_another_host_is_read_again(
+    root: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adding a feature replaces fsjobs.json; a reader on another host may get ESTALE once."""
+    queue = fsjobs.Queue(root)
+    add, _ = tasks(queue)
+    await add.enqueue(x=1)
+    real = fsjobs._durable.read_file
+    stale = [True]
+
+    def read_file(dir_fd: int, name: str, limit: int) -> bytes:
+        if name == "fsjobs.json" and stale:
+            stale.pop()
+            raise OSError(errno.ESTALE, "Stale file handle")
+        return real(dir_fd, name, limit)
+
+    monkeypatch.setattr(fsjobs._durable, "read_file", read_file)
+    fresh = fsjobs.store.Store(root)
+    assert fresh.refresh_format() is not None and not stale
+    fresh.close()
+
+
+async def test_a_sweep_never_raises(root: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker sweeps every second: an error there is logged, never stops the worker."""
+    queue = fsjobs.Queue(root)
+    add, _ = tasks(queue)
+    parent = await add.enqueue(x=1)
+    await queue.push(add.job(x=1).with_depends_on([parent]))
+
+    def broken(*args: object) -> int:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(fsjobs._depends, "sweep", broken)
+    assert await queue.io(queue.store.sweep, ["default"]) == 0
