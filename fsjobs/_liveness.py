@@ -164,7 +164,10 @@ def rescue(
             try:
                 dead = _durable.try_lock(fd)
             except OSError as exc:
-                os.close(fd)
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass  # GlusterFS may refuse to flush a file another host removed
                 if exc.errno not in (errno.ESTALE, errno.ENOENT):
                     raise
                 continue  # removed by another host's rescue meanwhile: look again next time
