@@ -112,7 +112,10 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def faults(session: nox.Session) -> None:
-    """The fault-injection suite (kill -9, crash points, I/O errors, full disk), 200 kills."""
+    """
+    The fault-injection suite (kill -9, with plain jobs and with workflows; crash points,
+    I/O errors, full disk), 200 kills per torture run.
+    """
     install(session, "test")
     session.run(
         "pytest",
@@ -131,6 +134,7 @@ def sharedfs(session: nox.Session) -> None:
     The two-host tests on one GlusterFS volume mounted twice (needs root and FUSE).
     They bring the bed up themselves with ``scripts/sharedfs up`` (and down after) unless
     FSJOBS_SHAREDFS_A/B name mounts already up; here a missing bed fails instead of skipping.
+    The workflow torture runs at its full size here: 200 kills (40 elsewhere).
     """
     install(session, "test")
     session.run(
@@ -142,5 +146,5 @@ def sharedfs(session: nox.Session) -> None:
         "-p",
         "no:cacheprovider",
         *session.posargs,
-        env={"FSJOBS_REQUIRE_SHAREDFS": "1"},
+        env={"FSJOBS_REQUIRE_SHAREDFS": "1", "FSJOBS_SHAREDFS_WORKFLOW_KILLS": "200"},
     )

@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .context import Context as Context
 from .errors import ChildDied as ChildDied
 from .errors import CorruptRecord as CorruptRecord
+from .errors import DependencyFailed as DependencyFailed
 from .errors import FormatError as FormatError
 from .errors import FsJobsError as FsJobsError
 from .errors import InvalidJob as InvalidJob
@@ -38,9 +39,12 @@ from .states import Event as Event
 from .states import JobPage as JobPage
 from .states import JobState as JobState
 from .states import JobStatus as JobStatus
+from .states import WorkflowState as WorkflowState
+from .states import WorkflowStatus as WorkflowStatus
 from .sync_queue import SyncQueue as SyncQueue
 from .tasks import Task as Task
 from .worker import Worker as Worker
+from .workflow import Workflow as Workflow
 
 try:
     __version__ = version("fsjobs")
@@ -52,6 +56,7 @@ __all__ = [
     "ChildDied",
     "Context",
     "CorruptRecord",
+    "DependencyFailed",
     "ErrorInfo",
     "Event",
     "FormatError",
@@ -80,5 +85,8 @@ __all__ = [
     "UnknownTask",
     "WaitTimeout",
     "Worker",
+    "Workflow",
+    "WorkflowState",
+    "WorkflowStatus",
     "__version__",
 ]

@@ -156,6 +156,7 @@ class Runner:
             logger.error("job %s cannot run: %s", claim.job_id, printable(exc))
             return Outcome(Ending.FAILED, error=error_info(exc))
         uploads = await self.queue.io(store.upload_paths, claim) if claim.uploads else {}
+        parents = await self.queue.io(store.parent_results, claim.job_id) if job.depends_on else {}
         kwargs: dict[str, typing.Any] = dict(job.kwargs)
         for name in uploads:
             if name in task.signature.parameters and name not in kwargs:
@@ -169,7 +170,9 @@ class Runner:
         _capture.route_streams()
         try:
             if executor == "process":
-                value = await self._run_in_child(claim, task, kwargs, uploads, deadline, progress)
+                value = await self._run_in_child(
+                    claim, task, kwargs, uploads, parents, deadline, progress
+                )
             else:
                 stop = threading.Event()
                 ctx = Context(
@@ -178,6 +181,7 @@ class Runner:
                     max_attempts=claim.marker.max_attempts,
                     queue=claim.queue,
                     uploads=uploads,
+                    parents=parents,
                     output_dir_factory=functools.partial(store.output_dir, claim),
                     progress_sink=_progress_sink(progress),
                     cancel_event=stop,
@@ -264,6 +268,7 @@ class Runner:
         task: tasks.Task[..., typing.Any],
         kwargs: dict[str, typing.Any],
         uploads: dict[str, typing.Any],
+        parents: dict[str, typing.Any],
         deadline: Deadline,
         progress: ProgressWriter,
     ) -> JSON:
@@ -280,6 +285,7 @@ class Runner:
             kwargs=kwargs,
             context_param=task.context_param,
             uploads={name: str(path) for name, path in uploads.items()},
+            parents=parents,
             memory=job.memory_limit,
             silent_for=self.heartbeat_age(),
         )

@@ -89,6 +89,8 @@ class Request:
     kwargs: dict[str, typing.Any]
     context_param: str | None
     uploads: dict[str, str]
+    #: the results of the jobs this one depends on (`Context.parents`)
+    parents: dict[str, typing.Any]
     memory: int | None
     #: the age of the worker's last good heartbeat when it sent this (seconds)
     silent_for: float
@@ -245,6 +247,7 @@ def _run(conn: Connection, request: Request, log_fd: int, watchdog: Watchdog) ->
             max_attempts=request.max_attempts,
             queue=request.queue,
             uploads={name: pathlib.Path(p) for name, p in request.uploads.items()},
+            parents=request.parents,
             output_dir_factory=output_dir,
             progress_sink=lambda percent, message: send(("progress", percent, message)),
         )

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from . import _durable, _names, _state, _transitions, journal
+from . import _deptree, _durable, _names, _state, _transitions, journal
 from ._clock import to_ms
 from ._json import JSON
 from ._names import Marker
@@ -284,6 +284,11 @@ def abandon(tree: Tree, won: Claim, where: Where, reason: str) -> None:
                 tree.append(won.segment_fd, rec)
             except OSError:
                 pass  # the move below still quarantines it; fsck adds the record
+        try:  # jobs that depend on it will be cancelled: by the next sweep
+            if won.job_fd >= 0 and _deptree.has_dependents(tree, won.job_id, won.job_fd):
+                _deptree.leave_entry(tree, won.queue, won.job_id)
+        except OSError:
+            pass  # fsck finds them blocked behind a corrupt job
         close(won)
         tree.move(running, won.running_name, dst, target.name)
         return

@@ -1,4 +1,7 @@
-"""The commands about jobs: push, show, history, logs, ls, watch, cancel, retry, hold, release."""
+"""
+The commands about jobs: push, show, history, logs, ls, watch, cancel, retry,
+hold, release, and workflows.
+"""
 
 from __future__ import annotations
 
@@ -26,9 +29,10 @@ from ._cli_base import (
 )
 from ._json import loads
 from ._text import printable, printable_lines
+from .errors import JobNotFound
 from .model import Job, converter
 from .queue import Queue
-from .states import JobState, JobStatus
+from .states import JobState, JobStatus, WorkflowState
 
 
 def add_commands(sub: Subparsers) -> dict[str, Handler]:
@@ -48,9 +52,20 @@ def add_commands(sub: Subparsers) -> dict[str, Handler]:
         metavar="NAME=PATH",
         help="attach a file as upload NAME (repeatable)",
     )
+    p.add_argument(
+        "--depends-on",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="run only once job ID has completed (repeatable)",
+    )
 
-    p = add_parser(sub, "show", "show one job")
-    p.add_argument("job_id")
+    p = add_parser(sub, "show", "show one job (or workflow), with its dependency graph")
+    p.add_argument("job_id", help="a job id, or a workflow id")
+    p.add_argument("--json", action="store_true")
+
+    p = add_parser(sub, "workflows", "list workflows, newest first")
+    p.add_argument("--limit", type=positive_int, default=50, help="at most this many (>= 1)")
     p.add_argument("--json", action="store_true")
 
     p = add_parser(sub, "history", "every record of one job's journal, oldest first")
@@ -104,6 +119,7 @@ def add_commands(sub: Subparsers) -> dict[str, Handler]:
     return {
         "push": _push,
         "show": _show,
+        "workflows": _workflows,
         "history": _history,
         "logs": _logs,
         "ls": _ls,
@@ -129,6 +145,7 @@ async def _push(args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts,
         timeout=args.timeout,
         uploads=dict(_upload(u) for u in args.upload),
+        depends_on=args.depends_on,
     )
     print(await Queue(args.root, args.queue).push(job))
     return EXIT_OK
@@ -142,17 +159,78 @@ def _upload(text: str) -> tuple[str, pathlib.Path]:
 
 
 async def _show(args: argparse.Namespace) -> int:
-    state = await Queue(args.root).get(args.job_id)
+    queue = Queue(args.root)
+    try:
+        state = await queue.get(args.job_id)
+    except JobNotFound:
+        try:  # a workflow's id?
+            wf = await queue.get_workflow(args.job_id)
+        except JobNotFound:
+            raise JobNotFound(args.job_id, f"no job or workflow {args.job_id!r}") from None
+        if args.json:
+            print(json.dumps(converter.unstructure(wf), indent=2))
+        else:
+            print("\n".join(workflow_graph(wf)))
+        return EXIT_OK
     if args.json:
         print(json.dumps(state_dict(state), indent=2))
         return EXIT_OK
     for key, value in state_dict(state).items():
-        if value is None or value == () or value == []:
+        if value is None or value == () or value == [] or key == "depends_on":
             continue
         if key == "error":
             value = f"{value['type']}: {value['message']}"
         text = value if isinstance(value, str) else json.dumps(value)
         print(f"{key:>16}: {printable(text)}")
+    if state.workflow is not None:
+        print()
+        print("\n".join(workflow_graph(await queue.get_workflow(state.workflow), state.id)))
+        return EXIT_OK
+    children = await queue.io(queue.store.dependents, state.id)
+    for label, ids in (("depends on", state.depends_on), ("dependents", children)):
+        for i, job_id in enumerate(ids):
+            status = await _status_of(queue, job_id)
+            print(f"{label if i == 0 else '':>16}: {job_id} ({status})")
+    return EXIT_OK
+
+
+async def _status_of(queue: Queue, job_id: str) -> str:
+    try:
+        return (await queue.get(job_id)).status.value
+    except JobNotFound:
+        return "gone"
+
+
+def workflow_graph(wf: WorkflowState, mark: str | None = None) -> list[str]:
+    """
+    The graph of a workflow as text: one line per step, parents first, indented by
+    its depth (the longest chain of steps before it), with its status, its id and the
+    steps it runs after; `mark` (a job id) is starred.
+    """
+    depth = wf.depths()
+    labels = {n: "  " * depth[n] + ("└─ " if depth[n] else "") + n for n in wf.steps}
+    width = max(map(len, labels.values()), default=0)
+    lines = [f"workflow {wf.id} {printable(wf.name)}: {wf.status.value}"]
+    for name, state in wf.steps.items():
+        after = wf.after.get(name, ())
+        star = "*" if state.id == mark else " "
+        line = f" {star} {labels[name]:<{width}}  {state.status.value:<10} {state.id}"
+        lines.append(printable(line + (f"  after {', '.join(after)}" if after else "")))
+    return lines
+
+
+async def _workflows(args: argparse.Namespace) -> int:
+    found = await Queue(args.root).list_workflows(args.limit)
+    if args.json:
+        print(json.dumps([converter.unstructure(wf) for wf in found], indent=2))
+        return EXIT_OK
+    for wf in found:
+        done = sum(1 for s in wf.steps.values() if s.status is JobStatus.COMPLETED)
+        print(
+            printable(
+                f"{wf.id}  {wf.name:<16} {wf.status.value:<10} {done}/{len(wf.steps)} completed"
+            )
+        )
     return EXIT_OK
 
 

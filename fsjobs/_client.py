@@ -19,8 +19,9 @@ from ._clock import Clock
 from ._wakeups import signals
 from .errors import JobCancelled, JobFailed, JobNotDone, PushError, WaitTimeout
 from .model import Job
-from .states import JobPage, JobState, JobStatus
+from .states import JobPage, JobState, JobStatus, WorkflowState
 from .store import Store
+from .workflow import Workflow
 
 #: What prune() deletes unless told otherwise: corrupt jobs are kept for inspection.
 DEFAULT_PRUNE = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED)
@@ -79,6 +80,23 @@ def push_many(store: Store, queue: str, jobs: Iterable[Job]) -> list[str]:
         ) from exc
     signals.pushed(store.root)
     return ids
+
+
+def push_workflow(store: Store, queue: str, wf: Workflow) -> str:
+    """Check every step of `wf`, push them all or none, then wake this process's workers."""
+    if not isinstance(wf, Workflow):
+        raise TypeError(f"push_workflow() takes an fsjobs.Workflow, not {type(wf).__name__}")
+    for step in wf.order():
+        check_job(step.job)
+    wf_id = store.push_workflow(wf, queue)
+    signals.pushed(store.root)
+    return wf_id
+
+
+def list_workflows(store: Store, limit: int) -> list[WorkflowState]:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+    return store.list_workflows(limit)
 
 
 # -- outcomes and polling ------------------------------------------------------------------

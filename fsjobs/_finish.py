@@ -18,6 +18,9 @@ gives the job back to ``pending/`` with the attempt counted and the attempt's
 unpublished files removed; the error is the item's result, and the worker
 backs off. A job whose last attempt could not be published ends ``failed``
 (``PublishFailed``) at its next claim.
+
+A job that other jobs depend on settles them once it is final (`_depends`):
+its releasing entry is made before the rename, and the check after it.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from collections.abc import Sequence
 
 import attrs
 
-from . import _claim, _durable, _names, _transitions
+from . import _claim, _depends, _durable, _names, _transitions
 from ._claim import Claim
 from ._clock import format_time, from_ms
+from ._deptree import Entry
 from ._json import JSON, dumps
 from ._paths import Parts
 from ._text import printable
@@ -93,6 +97,24 @@ def finish_many(tree: Tree, items: Sequence[tuple[Claim, Outcome]]) -> list[bool
             for r in recorded:
                 results[r.index] = _not_published(tree, r.claim, exc)
             recorded = []
+    intents = _intents(tree, recorded)
+    try:
+        moved = _move(tree, recorded, results)
+        _sync_targets(tree, moved, results)
+    except BaseException:
+        for entry in intents.values():
+            _depends.leave(tree, entry)  # a sweep settles them
+        raise
+    went = {i for indexes in moved.values() for i in indexes}
+    for i, entry in intents.items():
+        _depends.done(tree, entry, i in went)
+    return [False if r is None else r for r in results]
+
+
+def _move(
+    tree: Tree, recorded: list[_Recorded], results: list[bool | Exception | None]
+) -> dict[Parts, list[int]]:
+    """The commit renames; returns the indexes of the items moved, by target directory."""
     moved: dict[Parts, list[int]] = {}
     for r in recorded:
         try:
@@ -114,8 +136,23 @@ def finish_many(tree: Tree, items: Sequence[tuple[Claim, Outcome]]) -> list[bool
                 "job %s was rescued while it ran (fenced): its outcome is discarded", r.claim.job_id
             )
         results[r.index] = moved_here
-    _sync_targets(tree, moved, results)
-    return [False if r is None else r for r in results]
+    return moved
+
+
+def _intents(tree: Tree, recorded: list[_Recorded]) -> dict[int, Entry]:
+    """Before the renames: a releasing entry for each job going final that has dependents."""
+    intents = {}
+    for r in recorded:
+        if not r.target.where.is_final:
+            continue
+        try:
+            entry = _depends.intent(tree, r.claim.queue, r.claim.job_id, r.claim.job_fd)
+        except OSError as exc:  # the outcome still goes out; fsck settles the dependents
+            logger.error("job %s: no releasing entry for its dependents: %s", r.claim.job_id, exc)
+            continue
+        if entry is not None:
+            intents[r.index] = entry
+    return intents
 
 
 def finish(tree: Tree, won: Claim, outcome: Outcome) -> bool:

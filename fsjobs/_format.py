@@ -10,8 +10,10 @@ still works. A format-1 root must be converted with ``fsjobs migrate``.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import time
 import typing
 from collections.abc import Callable
 
@@ -30,6 +32,7 @@ KNOWN_FEATURES: dict[str, str] = {
     "executor": "0.2",
     "periodic": "0.2",
     "queue_settings": "0.2",
+    "workflows": "0.2",
 }
 #: Set by ``fsjobs migrate`` while it converts a format-1 root: every writer refuses.
 MIGRATING = "migrating"
@@ -79,15 +82,20 @@ def feature_entry(name: str) -> str:
 
 def read(dirs: Dirs) -> RootFormat | None:
     """The root's format file; None if there is none yet. FormatError if unusable."""
-    try:
-        data = _durable.read_file(dirs.root_fd, _names.FORMAT_FILE, _MAX_SIZE)
-    except FileNotFoundError:
-        return None
-    except (OSError, StoreError) as exc:
-        raise FormatError(
-            f"{dirs.root_path}/{_names.FORMAT_FILE} is not a readable regular file: {exc}"
-        ) from exc
-    return parse(data, dirs.root_path)
+    for tries in range(50):
+        try:
+            data = _durable.read_file(dirs.root_fd, _names.FORMAT_FILE, _MAX_SIZE)
+        except FileNotFoundError:
+            return None
+        except (OSError, StoreError) as exc:
+            if exc.errno == errno.ESTALE and tries < 49:
+                time.sleep(0.01)  # replaced by another host (a feature added): read again
+                continue
+            raise FormatError(
+                f"{dirs.root_path}/{_names.FORMAT_FILE} is not a readable regular file: {exc}"
+            ) from exc
+        return parse(data, dirs.root_path)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def parse(data: bytes, root: str) -> RootFormat:

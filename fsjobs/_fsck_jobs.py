@@ -155,6 +155,8 @@ class JobChecks:
     settle: float
     markers: dict[str, list[Seen]]
     keys: dict[str, str]
+    #: steps staged by live workflow pushes: their folders are not garbage
+    staged: set[str]
 
     def report(self, kind: str, where: str, message: str, repaired: bool = False) -> None:
         raise NotImplementedError  # pragma: no cover - _Checker's
@@ -359,7 +361,10 @@ class JobChecks:
 
     def staging_alive(self, job_id: str) -> bool:
         """True if a push (or retry) of the job may still be at work: its staging file in
-        tmp/ is locked, or younger than the horizon; or tmp/ cannot be looked at."""
+        tmp/ is locked, or younger than the horizon; or tmp/ cannot be looked at; or
+        it is a step of a live workflow push."""
+        if job_id in self.staged:
+            return True
         try:
             tmp_fd = self.tree.dirs.cached((_names.TMP,), create=False)
         except FileNotFoundError:

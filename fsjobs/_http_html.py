@@ -38,6 +38,7 @@ h1{font-size:1.35rem;margin:0 0 1rem}h2{font-size:1.05rem;margin:1.6rem 0 .6rem}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:1rem 1.2rem}
 table{border-collapse:collapse;width:100%;background:var(--card)}
 th,td{text-align:left;padding:.42rem .6rem;border-bottom:1px solid var(--line);vertical-align:top}
+tr.here td{font-weight:600;background:var(--line)}
 th{font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);font-weight:600}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 td.mono{word-break:break-all}td time{white-space:nowrap}
@@ -50,7 +51,7 @@ overflow:auto;max-height:24rem;white-space:pre-wrap;word-break:break-word;margin
 .badge{display:inline-block;padding:.05rem .5rem;border-radius:999px;font-size:12px;
 font-weight:600;color:#fff;background:var(--idle)}
 .s-completed{background:var(--ok)}.s-failed,.s-timed_out,.s-corrupt{background:var(--bad)}
-.s-running{background:var(--run)}.s-retrying,.s-held{background:var(--warn)}
+.s-running{background:var(--run)}.s-retrying,.s-held,.s-blocked{background:var(--warn)}
 .s-cancelled{background:#7a828c}
 .bar{height:10px;background:#e4e8ee;border-radius:5px;overflow:hidden;min-width:8rem}
 .bar>span{display:block;height:100%;background:var(--accent);width:0}

@@ -6,7 +6,8 @@ The dashboard: server-rendered pages at ``/`` and ``/ui/...``.
 * ``/ui/jobs?status=&queue=&cursor=``: jobs filtered by status and queue, a
   page at a time.
 * ``/ui/jobs/{id}``: one job: its state, a progress bar kept live by the job's
-  Server-Sent Events, kwargs, result or error, outputs, history, and the
+  Server-Sent Events, kwargs, result or error, outputs, logs, its dependency
+  graph (its workflow's steps, or its parents and dependents), history, and the
   actions its status allows (cancel, retry, hold, release), as forms that post
   to ``/ui/jobs/{id}/{action}`` with the CSRF token and come back here.
 
@@ -27,9 +28,9 @@ from ._http_auth import request_csrf, signed_in_by_cookie
 from ._http_base import Problem, Settings, job_id_of, root_path
 from ._http_html import badge, esc, hidden_csrf, page, pretty, query, when
 from ._text import printable
-from .errors import FsJobsError
+from .errors import FsJobsError, JobNotFound
 from .model import converter, state_json
-from .states import Event, JobState, JobStatus
+from .states import Event, JobState, JobStatus, WorkflowState
 
 #: the columns of the queues table, in the order of a job's life
 COLUMNS = (
@@ -38,6 +39,7 @@ COLUMNS = (
     JobStatus.RUNNING,
     JobStatus.RETRYING,
     JobStatus.HELD,
+    JobStatus.BLOCKED,
     JobStatus.COMPLETED,
     JobStatus.FAILED,
     JobStatus.TIMED_OUT,
@@ -45,6 +47,8 @@ COLUMNS = (
     JobStatus.CORRUPT,
 )
 PAGE_SIZE = 50
+#: the most parents (and dependents) a job page lists
+GRAPH_ROWS = 50
 #: how long the dashboard's Cancel button waits for a running job to stop (the page shows the rest)
 DASHBOARD_CANCEL_WAIT = 2.0
 #: what each status allows, as (action, button label, button class)
@@ -187,12 +191,41 @@ class Pages:
         history = await self.queue.history(job_id)
         csrf = request_csrf(self.settings, request)
         note = NOTES.get(request.query_params.get("note", ""), "")
-        body = _job_body(base, state, history, csrf, note)
+        graph = await self._graph(base, state)
+        body = _job_body(base, state, history, csrf, note, graph)
         return self._page(
             request,
             f"{state.func} {job_id}",
             body,
             attrs={"data-events": f"{base}/jobs/{job_id}/events", "data-status": state.status},
+        )
+
+    async def _graph(self, base: str, state: JobState) -> str:
+        """The job's dependency graph: its workflow's steps, or its parents and dependents."""
+        if state.workflow is not None:
+            try:
+                return _workflow_card(base, await self.queue.get_workflow(state.workflow), state.id)
+            except JobNotFound:
+                return ""
+        children = await self.queue.io(self.queue.store.dependents, state.id)
+        rows = []
+        for label, ids in (("depends on", state.depends_on), ("dependent", children)):
+            for job_id in ids[:GRAPH_ROWS]:
+                try:
+                    status = (await self.queue.get(job_id)).status.value
+                except JobNotFound:
+                    status = "gone"
+                rows.append((label, job_id, status))
+        if not rows:
+            return ""
+        cells = "".join(
+            f'<tr><td>{esc(label)}</td><td class="mono">{_job_link(base, job_id)}</td>'
+            f"<td>{badge(status)}</td></tr>"
+            for label, job_id, status in rows
+        )
+        return (
+            '<h2>dependencies</h2><table id="graph"><tr><th></th><th>job</th><th>status</th></tr>'
+            f"{cells}</table>"
         )
 
     async def action(self, request: Request) -> Response:
@@ -239,7 +272,9 @@ def _jobs_table(base: str, states: list[JobState]) -> str:
     )
 
 
-def _job_body(base: str, state: JobState, history: list[Event], csrf: str | None, note: str) -> str:
+def _job_body(
+    base: str, state: JobState, history: list[Event], csrf: str | None, note: str, graph: str
+) -> str:
     data = state_json(state)
     pct = 0.0 if state.progress is None else max(0.0, min(100.0, state.progress))
     if state.status is JobStatus.COMPLETED:
@@ -304,8 +339,32 @@ def _job_body(base: str, state: JobState, history: list[Event], csrf: str | None
             for n in range(1, state.attempts + 1)
         )
         parts.append(f'<h2>logs</h2><ul id="logs">{logs}</ul>')
+    parts.append(graph)
     parts.append(f"<h2>history</h2>{_history_table(history)}")
     return "".join(parts)
+
+
+def _job_link(base: str, job_id: str) -> str:
+    return f'<a href="{esc(base)}/ui/jobs/{esc(job_id)}">{esc(job_id)}</a>'
+
+
+def _workflow_card(base: str, wf: WorkflowState, current: str) -> str:
+    """A workflow's steps, parents first, indented by depth; the job on this page marked."""
+    depth = wf.depths()
+    rows = []
+    for name, step in wf.steps.items():
+        here = ' class="here"' if step.id == current else ""
+        indent = "&nbsp;&nbsp;" * depth[name] + ("└─ " if depth[name] else "")
+        after = ", ".join(wf.after.get(name, ()))
+        rows.append(
+            f"<tr{here}><td>{indent}{esc(name)}</td><td>{badge(step.status)}</td>"
+            f'<td class="mono">{_job_link(base, step.id)}</td><td>{esc(after)}</td></tr>'
+        )
+    return (
+        f"<h2>workflow {esc(wf.name)} {badge(wf.status)}</h2>"
+        '<table id="graph"><tr><th>step</th><th>status</th><th>job</th><th>after</th></tr>'
+        f"{''.join(rows)}</table>"
+    )
 
 
 def _history_table(history: list[Event]) -> str:

@@ -12,6 +12,7 @@ fences the old owner, whose late rename then fails.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -160,7 +161,16 @@ def rescue(
             dead = True
         else:
             assert fd is not None
-            dead = _durable.try_lock(fd)
+            try:
+                dead = _durable.try_lock(fd)
+            except OSError as exc:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass  # GlusterFS may refuse to flush a file another host removed
+                if exc.errno not in (errno.ESTALE, errno.ENOENT):
+                    raise
+                continue  # removed by another host's rescue meanwhile: look again next time
         try:
             if not dead and not (lease is not None and leases.expired(tree, worker, lease)):
                 continue  # alive

@@ -30,6 +30,11 @@ MAX_ATTEMPTS_LIMIT = 999
 
 # Directory and file names: the one place that spells them.
 JOBS, QUEUES, UNIQUE, WORKERS, TMP = "jobs", "queues", "unique", "workers", "tmp"
+#: workflow manifests (``workflows/<shard>/<id>.json``)
+WORKFLOWS = "workflows"
+#: a job's dependents (``jobs/<shard>/<id>/dependents/<child>``) and each queue's
+#: dependency checks at work (``queues/<queue>/releasing/<id>.<token>``)
+DEPENDENTS, RELEASING = "dependents", "releasing"
 WAITING, PENDING, RUNNING = "waiting", "pending", "running"
 ATTEMPTS, UPLOADS, OUTPUTS = "attempts", "uploads", "outputs"
 RESULT_FILE = "result.json"

@@ -4,6 +4,10 @@ Operator actions on one job: cancel, hold, release, retry, prune.
 Each is one rename that exactly one actor wins against any claim, finish or
 other action on the same job; the winner then opens the new epoch with a
 record saying what it did. An action that lost the race looks again.
+
+Dependencies (`_depends`): a cancel settles the cancelled job's dependents (they
+are cancelled in turn); a job whose parents have not all completed is not
+retried; prune leaves a job alone while a job that depends on it is unfinished.
 """
 
 from __future__ import annotations
@@ -12,17 +16,18 @@ import datetime as dt
 import logging
 import os
 import secrets
+import time
 import typing
 from collections.abc import Iterable
 
-from . import _durable, _ids, _names, _read, _transitions, _unique
+from . import _depends, _deptree, _durable, _ids, _names, _read, _transitions, _unique
 from ._clock import to_ms
 from ._names import Marker
 from ._read import Found
 from ._state import Segments, build_state
 from ._transitions import Location, Where
 from ._tree import Tree, path, record
-from .errors import InvalidJob, StoreError, UniqueKeyConflict
+from .errors import DependencyFailed, InvalidJob, StoreError, UniqueKeyConflict
 from .journal import RecordType
 from .states import JobState, JobStatus
 
@@ -64,21 +69,40 @@ def cancel(tree: Tree, job_id: str) -> JobStatus:
         if location.where is Where.RUNNING:
             request_cancel(tree, job_id)
             return JobStatus.RUNNING
-        if location.where is Where.HELD:
-            if _end_hold(tree, found, Where.CANCELLED) is not None:
-                return JobStatus.CANCELLED
-            continue
-        marker = location.marker
-        if marker is None:
+        if location.where.is_final:
             return location.status
-        src = tree.live_dir(found.queue, location.where, marker)
-        dst = tree.day_dir(found.queue, Where.CANCELLED, job_id)
-        if tree.move(src, marker.name, dst, job_id):
-            cancelled = _transitions.reopened(marker, marker.epoch + 1)
-            _open_epoch(tree, cancelled, RecordType.CANCELLED, path(dst, job_id))
+        if location.staged:  # a step of a workflow being published: in a moment
+            time.sleep(0.01)
+            continue
+        entry = _depends.intent(tree, found.queue, job_id)
+        try:
+            won = _cancel_once(tree, found)
+        except BaseException:
+            _depends.leave(tree, entry)
+            raise
+        _depends.done(tree, entry, won)
+        if won:
             return JobStatus.CANCELLED
-        # Claimed (or promoted) meanwhile: look again.
+        # Claimed (or promoted, or released) meanwhile: look again.
     raise StoreError(f"job {job_id} kept moving while being cancelled")
+
+
+def _cancel_once(tree: Tree, found: Found) -> bool:
+    """One try at renaming a job that has not started into cancelled/; True if it won."""
+    location, job_id = found.location, found.job_id
+    if location.where is Where.HELD:
+        return _end_hold(tree, found, Where.CANCELLED) is not None
+    if location.where is Where.BLOCKED:
+        return _depends.cancel_blocked(tree, found, None)
+    marker = location.marker
+    assert marker is not None
+    src = tree.live_dir(found.queue, location.where, marker)
+    dst = tree.day_dir(found.queue, Where.CANCELLED, job_id)
+    if not tree.move(src, marker.name, dst, job_id):
+        return False
+    cancelled = _transitions.reopened(marker, marker.epoch + 1)
+    _open_epoch(tree, cancelled, RecordType.CANCELLED, path(dst, job_id))
+    return True
 
 
 def request_cancel(tree: Tree, job_id: str) -> None:
@@ -210,6 +234,14 @@ def retry(tree: Tree, job_id: str, more_attempts: int = 1) -> None:
     state = build_state(
         job_id, found.queue, found.spec, found.segments, found.location, lambda _: None
     )
+    for parent in state.depends_on:
+        status = _depends.parent_status(tree, parent)
+        if status is not JobStatus.COMPLETED:
+            raise DependencyFailed(
+                f"job {job_id} was not retried: "
+                f"{_depends.failure_message(tree, parent, status, verb='is')}; "
+                "a job runs only once every job it depends on has completed"
+            )
     new = _transitions.retried(
         state.priority,
         to_ms(tree.clock.now()),
@@ -306,7 +338,12 @@ def _prunable(tree: Tree, job_id: str, queue: str, where: Where, cutoff: dt.date
         )
         return False
     state = _read.state_of(tree, found)
-    return (state.finished_at or state.created_at) < cutoff
+    if (state.finished_at or state.created_at) >= cutoff:
+        return False
+    if _deptree.has_dependents(tree, job_id) and _depends.unfinished_dependents(tree, job_id):
+        logger.info("prune: job %s skipped: jobs that depend on it are unfinished", job_id)
+        return False
+    return True
 
 
 def _prune_one(tree: Tree, top: tuple[str, ...], day: str, job_id: str) -> bool:

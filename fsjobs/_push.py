@@ -22,6 +22,14 @@ staging horizon. A batch shares its flushes: on a local filesystem two
 Uploads that were written before the push (`_uploads`, as the HTTP API
 streams them) are not copied: their stage folder is renamed into the job's
 folder as ``uploads/`` in step 1.
+
+A job with `Job.depends_on` (see `_depends`) is checked against its parents
+first: every parent must exist; if one has ended without completing, the job
+commits straight to ``cancelled/`` (segment 0 then also holds the
+``cancelled`` record); if all completed, to ``pending/`` as usual; otherwise to
+``blocked/``. Before the commit, ``dependents/<id>`` is created in each
+parent's folder; after a commit to ``blocked/``, the pusher checks the parents
+again.
 """
 
 from __future__ import annotations
@@ -34,8 +42,9 @@ from collections.abc import Sequence
 
 import attrs
 
-from . import _durable, _ids, _names, _transitions, _unique, _uploads, journal
+from . import _depends, _durable, _ids, _names, _transitions, _unique, _uploads, journal
 from ._clock import to_ms
+from ._json import JSON
 from ._paths import Parts
 from ._transitions import Location, Where
 from ._tree import Tree, path, record
@@ -43,17 +52,26 @@ from ._uploads import UploadStage
 from .errors import InvalidJob
 from .journal import RecordType
 from .model import Job, spec_of
+from .states import JobStatus
 
 logger = logging.getLogger("fsjobs.store")
 
 
 @attrs.define
-class _Staged:
+class Staged:
+    """A job on its way in: where it will be committed, and what its folder holds."""
+
     job: Job
     queue: str
+    #: where the marker goes (pending, waiting, blocked or cancelled); the marker is the
+    #: one a pending job would have, also for the places named by id
     location: Location
     #: uploads already written to a stage in tmp/, renamed into the job's folder
     stage: UploadStage | None = None
+    #: the ``workflow`` of the spec, for a workflow's step
+    workflow: dict[str, JSON] | None = None
+    #: why a job whose parent did not complete goes straight to cancelled/
+    cancelled_why: str | None = None
     #: the job's folder, open from its writing to its commit (a single push only)
     job_fd: int = -1
 
@@ -68,8 +86,13 @@ class _Staged:
 
     @property
     def name(self) -> str:
+        """The marker's name: the marker name of a live place, the id elsewhere."""
         assert self.location.marker is not None
-        return self.location.marker.name
+        return self.location.marker.name if self.where.is_live else self.job_id
+
+    def target(self, tree: Tree) -> tuple[Parts, str]:
+        """The directory and name of the marker its commit creates."""
+        return tree.place(self.queue, self.where, self.location.marker, self.job_id)
 
 
 def push_many(
@@ -98,15 +121,20 @@ def push_many(
     tree.check_space()
     if any(job.executor is not None for job, _ in items):
         tree.add_feature("executor")  # a spec key an older fsjobs would not know
+    parents = sorted({p for job, _ in items for p in job.depends_on})
+    if parents:
+        tree.add_feature("depends_on")
+    statuses = _depends.statuses_at_push(tree, parents)
     now = tree.clock.now()
     now_ms = to_ms(now)
-    staged = [_stage(job, queue, now_ms) for job, queue in items]
+    staged = [_stage(tree, job, queue, now_ms, statuses) for job, queue in items]
     for s, stage in zip(staged, stages, strict=False):
         s.stage = stage
     group = tree.batch_sync and len(staged) > 1
     _write_folders(tree, staged, now, group)
     ids: list[str] = []
     try:
+        _link_parents(tree, staged)
         _commit(tree, staged, group, ids, published)
     except BaseException as exc:
         for s in staged:
@@ -116,35 +144,57 @@ def push_many(
         for s in staged:
             if s.job_id in published or s.job_id in ids:
                 continue
-            if tree.exists(tree.live_dir(s.queue, s.where, _marker(s)), s.name):
+            if tree.exists(*s.target(tree)):
                 published.append(s.job_id)
             else:
+                _depends.unlink(tree, s.job.depends_on, s.job_id)
                 tree.discard_job(s.job_id)
+        _check_blocked(tree, staged, published)
         if isinstance(exc, OSError):
             _durable.raise_full(exc, "publishing jobs")
         raise
+    _check_blocked(tree, staged, published)
     return ids
 
 
-def _stage(job: Job, queue: str, now_ms: int) -> _Staged:
+def _check_blocked(tree: Tree, staged: list[Staged], published: list[str]) -> None:
+    """The pusher's side of the check (see `_depends`), for each job it put in blocked/."""
+    for s in staged:
+        if s.where is Where.BLOCKED and s.job_id in published:
+            _depends.after_push(tree, s.queue, s.job_id)
+
+
+def _stage(tree: Tree, job: Job, queue: str, now_ms: int, statuses: dict[str, JobStatus]) -> Staged:
+    """A new id for `job`, and where it goes given its parents' `statuses`."""
     job_id = _ids.new_job_id(now_ms)
     sched_ms = None if job.scheduled_at is None else to_ms(job.scheduled_at)
     ready_ms = max(now_ms, sched_ms or 0)
     location = _transitions.pushed(job.priority, ready_ms, job_id, job.max_attempts, now_ms)
-    return _Staged(job, queue, location)
+    if not job.depends_on:
+        return Staged(job, queue, location)
+    mine: dict[str, JobStatus | None] = {p: statuses[p] for p in job.depends_on}
+    failed = _depends.failed_parent(mine)
+    if failed is not None:
+        why = _depends.failure_message(tree, failed, mine[failed])
+        return Staged(job, queue, Location(Where.CANCELLED, location.marker), cancelled_why=why)
+    if all(status is JobStatus.COMPLETED for status in mine.values()):
+        return Staged(job, queue, location)
+    return Staged(job, queue, Location(Where.BLOCKED, location.marker))
 
 
-def _marker(s: _Staged) -> _names.Marker:
-    assert s.location.marker is not None
-    return s.location.marker
+def _link_parents(tree: Tree, staged: list[Staged]) -> None:
+    """``dependents/<id>`` in each parent's folder, before any commit."""
+    for s in staged:
+        if s.job.depends_on and s.where is not Where.CANCELLED:
+            _depends.link(tree, s.job.depends_on, s.job_id)
 
 
-def _write_folders(tree: Tree, staged: list[_Staged], now: dt.datetime, group: bool) -> None:
+def _write_folders(tree: Tree, staged: list[Staged], now: dt.datetime, group: bool) -> None:
     """Every job folder is durable before any job becomes visible."""
-    written: list[_Staged] = []
+    written: list[Staged] = []
     try:
         for s in staged:
-            _write_folder(tree, s, now, sync=not group, keep_open=len(staged) == 1)
+            write_folder(tree, s, now, sync=not group, keep_open=len(staged) == 1)
             written.append(s)
         if group and tree.durable:
             _durable.syncfs(tree.dirs.root_fd)
@@ -157,18 +207,35 @@ def _write_folders(tree: Tree, staged: list[_Staged], now: dt.datetime, group: b
         raise
 
 
-def _write_folder(tree: Tree, s: _Staged, now: dt.datetime, *, sync: bool, keep_open: bool) -> None:
+def write_folder(tree: Tree, s: Staged, now: dt.datetime, *, sync: bool, keep_open: bool) -> None:
+    """The job's folder: uploads, then segment 0 with its ``pushed`` record."""
     job_id = s.job_id
-    marker_parts = tree.live_dir(s.queue, s.where, _marker(s))
+    marker_path = path(*s.target(tree))
     line = journal.encode(
         record(
             RecordType.PUSHED,
             now,
             id=job_id,
-            spec=spec_of(s.job, s.queue, now),
-            marker=path(marker_parts, s.name),
+            spec=spec_of(s.job, s.queue, now, s.workflow),
+            marker=marker_path,
         )
     )
+    if s.cancelled_why is not None:  # a parent did not complete: final at once
+        error: JSON = {
+            "type": _depends.DEPENDENCY_FAILED,
+            "message": s.cancelled_why,
+            "traceback": "",
+        }
+        line += journal.encode(
+            record(
+                RecordType.CANCELLED,
+                now,
+                attempt=0,
+                max_attempts=s.job.max_attempts,
+                error=error,
+                marker=marker_path,
+            )
+        )
     sync = sync and tree.durable
     shard_fd = tree.dirs.open_fd((_names.JOBS, _names.shard_of(job_id)), create=True)
     try:
@@ -198,13 +265,13 @@ def _write_folder(tree: Tree, s: _Staged, now: dt.datetime, *, sync: bool, keep_
         os.close(shard_fd)
 
 
-def _close_folder(s: _Staged) -> None:
+def _close_folder(s: Staged) -> None:
     if s.job_fd >= 0:
         os.close(s.job_fd)
         s.job_fd = -1
 
 
-def _job_fd(tree: Tree, s: _Staged) -> int:
+def _job_fd(tree: Tree, s: Staged) -> int:
     """The job's folder: the one kept open by a single push, or opened again (batches)."""
     if s.job_fd < 0:
         s.job_fd = tree.open_job(s.job_id)
@@ -242,7 +309,7 @@ def _copy_upload(up_fd: int, name: str, source: pathlib.Path, *, sync: bool) -> 
 
 
 def _commit(
-    tree: Tree, staged: list[_Staged], group: bool, ids: list[str], published: list[str]
+    tree: Tree, staged: list[Staged], group: bool, ids: list[str], published: list[str]
 ) -> None:
     """
     One marker per job; bucket fsyncs shared per directory. The fsyncs go through
@@ -253,7 +320,7 @@ def _commit(
     to_sync: dict[Parts, int] = {}
     try:
         for s in staged:
-            parts = tree.live_dir(s.queue, s.where, _marker(s))
+            parts, name = s.target(tree)
             key = s.job.unique_key
             if key is not None:
                 if key in by_key:  # duplicates in one batch: the first wins
@@ -263,7 +330,7 @@ def _commit(
                 job_id = _push_unique(tree, key, s, parts)
                 by_key[key] = job_id
             else:
-                fd = tree.link_marker(_job_fd(tree, s), parts, s.name)
+                fd = tree.link_marker(_job_fd(tree, s), parts, name)
                 _close_folder(s)
                 if len(staged) == 1 and tree.durable:
                     _durable.fsync_dir(fd)  # at once, through the descriptor that created it
@@ -281,12 +348,15 @@ def _commit(
         for fd in to_sync.values():
             os.close(fd)
     for queue, where in {(s.queue, s.where) for s in staged}:
-        tree.ring(queue, where)
+        if where.is_live:
+            tree.ring(queue, where)
 
 
-def _push_unique(tree: Tree, key: str, s: _Staged, parts: Parts) -> str:
+def _push_unique(tree: Tree, key: str, s: Staged, parts: Parts) -> str:
     """Publish `s` unless an unfinished job owns `key`; return the owner's id (see `_unique`)."""
-    staging, lock_fd = tree.link_staging(_job_fd(tree, s), s.name)
+    # a staging name holds ".<id>." (fsck tells a live push by it)
+    prefix = s.name if s.where.is_live else f"{s.where.value}.{s.job_id}"
+    staging, lock_fd = tree.link_staging(_job_fd(tree, s), prefix)
     _close_folder(s)
     tmp_fd = tree.dirs.cached((_names.TMP,))
     try:

@@ -19,7 +19,7 @@ import typing
 
 import attrs
 
-from . import _durable, _ids, _names, journal
+from . import _deptree, _durable, _ids, _names, journal
 from ._json import JSON, loads
 from ._names import Marker
 from ._paths import Parts
@@ -154,18 +154,26 @@ def find(tree: Tree, job_id: str) -> Found | JobState:
     _names.check_job_id(job_id)
     if not tree.for_reading():
         raise JobNotFound(job_id)
+    untold: Found | None = None  # final, but the record of how is not there yet
     for tries in retry_for(tree.staleness):
         segs = segments(tree, job_id)
         spec = spec_in(segs)
         if spec is not None:
             queue = typing.cast(str, spec["queue"])
             location = locate(tree, job_id, queue, segs)
+            if location is None and "workflow" in spec:  # a step still staged in tmp/?
+                target = segs[0][1].records[0].get_str("marker") or ""
+                location = _deptree.staged_location(tree, job_id, spec, target)
             if location is None and tries >= 2:
                 location = _scan_live(tree, job_id, queue)
                 if location is not None:
                     logger.info("job %s found by a slow scan", job_id)
             if location is not None:
-                return Found(job_id, queue, spec, segs, location)
+                untold = Found(job_id, queue, spec, segs, location)
+                last = segs[-1][1].records
+                if not location.where.is_final or any(r.type in journal.TERMINAL for r in last):
+                    return untold
+                # The winner of the rename into the final directory writes its record next.
         elif tries >= 2 and not segs:
             found = _find_by_marker(tree, job_id)
             if found is not None:
@@ -176,6 +184,8 @@ def find(tree: Tree, job_id: str) -> Found | JobState:
             place = find_final(tree, job_id) or (_find_live(tree, job_id) if segs else None)
             if place is not None:
                 return unreadable_state(job_id, *place, "its journal is missing or unreadable")
+    if untold is not None:
+        return untold
     raise JobNotFound(job_id)
 
 

@@ -68,6 +68,8 @@ def build_state(
     outputs = list_outputs(fold.claim_epoch) if ran and fold.claim_epoch is not None else ()
     kwargs = spec.get("kwargs")
     unique_key = spec.get("unique_key")
+    workflow = spec.get("workflow")
+    workflow = workflow if isinstance(workflow, dict) else {}
     return JobState(
         id=job_id,
         func=_str(spec, "func"),
@@ -89,7 +91,18 @@ def build_state(
         worker=location.worker or fold.worker,
         unique_key=unique_key if isinstance(unique_key, str) else None,
         outputs=outputs,
+        depends_on=depends_on_of(spec),
+        workflow=_str(workflow, "id") or None,
+        step=_str(workflow, "step") or None,
     )
+
+
+def depends_on_of(spec: dict[str, JSON]) -> tuple[str, ...]:
+    """The parent ids a spec names (anything that is not a job id is left out)."""
+    parents = spec.get("depends_on")
+    if not isinstance(parents, list):
+        return ()
+    return tuple(p for p in parents if isinstance(p, str) and _ids.is_job_id(p))
 
 
 def events_of(segments: Segments) -> list[Event]:

@@ -33,6 +33,8 @@ class Where(enum.StrEnum):
     CANCELLED = "cancelled"
     HELD = "held"
     CORRUPT = "corrupt"
+    #: waiting for the jobs it depends on; named by id, like held and final markers
+    BLOCKED = "blocked"
 
     @property
     def is_live(self) -> bool:
@@ -48,7 +50,7 @@ class Where(enum.StrEnum):
 _LIVE = frozenset({Where.WAITING, Where.PENDING, Where.RUNNING})
 _FINAL = frozenset({Where.COMPLETED, Where.FAILED, Where.TIMED_OUT, Where.CANCELLED, Where.CORRUPT})
 #: Directories named after a status, sharded by day, holding markers named by id.
-BY_DAY: tuple[Where, ...] = (*sorted(_FINAL, key=list(Where).index), Where.HELD)
+BY_DAY: tuple[Where, ...] = (*sorted(_FINAL, key=list(Where).index), Where.HELD, Where.BLOCKED)
 
 
 @attrs.frozen
@@ -58,6 +60,9 @@ class Location:
     where: Where
     marker: Marker | None = None
     worker: str | None = None
+    #: a step of a committed workflow whose marker is still staged in tmp/: it is
+    #: reported as where it is going (pending, waiting or blocked)
+    staged: bool = False
 
     @property
     def status(self) -> JobStatus:
@@ -147,6 +152,18 @@ def released_from_hold(held: Marker, epoch: int, now_ms: int) -> Location:
     """A held job goes back to where it was held from, in a new epoch."""
     back = attrs.evolve(held, epoch=epoch)
     return Location(Where.PENDING if back.ready_ms <= now_ms else Where.WAITING, back)
+
+
+def unblocked(
+    priority: int, now_ms: int, scheduled_ms: int | None, job_id: str, epoch: int, max_attempts: int
+) -> Location:
+    """
+    A blocked job whose parents all completed: pending now (waiting if its
+    `scheduled_at` is still ahead), in a new epoch, with no attempt used.
+    """
+    ready = max(now_ms, scheduled_ms or 0)
+    marker = Marker(priority, ready, job_id, epoch, 0, max_attempts)
+    return Location(Where.PENDING if ready <= now_ms else Where.WAITING, marker)
 
 
 def retried(

@@ -42,8 +42,10 @@ BUCKET_GRACE_MS = 5_000
 DOORBELLS = (Where.WAITING, Where.PENDING)
 #: errors that mean a directory (or a name in it) is not there any more
 _GONE = (errno.ENOENT, errno.ESTALE)
-TOP_DIRS = frozenset({_names.JOBS, _names.QUEUES, _names.UNIQUE, _names.WORKERS, _names.TMP})
-_STATE_DIRS = frozenset(w.value for w in Where)
+TOP_DIRS = frozenset(
+    {_names.JOBS, _names.QUEUES, _names.UNIQUE, _names.WORKERS, _names.TMP, _names.WORKFLOWS}
+)
+_STATE_DIRS = frozenset({*(w.value for w in Where), _names.RELEASING})
 #: Every entry a queue's directory may hold: its state directories (files and
 #: folders of optional features join this set when they land).
 QUEUE_ENTRIES: frozenset[str] = _STATE_DIRS

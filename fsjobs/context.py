@@ -41,6 +41,10 @@ class Context:
     max_attempts: int
     queue: str
     uploads: dict[str, pathlib.Path] = attrs.field(factory=dict)
+    #: The results of the jobs this one depends on: by step name for the steps of its
+    #: own workflow, by job id for any other (`Job.depends_on`). Empty for a job
+    #: without dependencies. Read when the attempt starts: every parent has completed.
+    parents: dict[str, typing.Any] = attrs.field(factory=dict)
     _output_dir: Callable[[], pathlib.Path] = attrs.field(alias="output_dir_factory")
     _progress: ProgressSink = attrs.field(alias="progress_sink")
     _cancel_event: threading.Event = attrs.field(factory=threading.Event, alias="cancel_event")

@@ -15,6 +15,7 @@ built-in, from that built-in too::
     ├── UniqueKeyBusy                    another push of the same unique key is still staging
     ├── UniqueKeyConflict                retry(): the key now belongs to another unfinished job
     ├── PushError                        push_many() failed part-way (carries published_ids)
+    ├── DependencyFailed                 a job this one depends on did not complete
     ├── ResultNotSerializable (TypeError)  a task returned something that is not JSON
     ├── ChildDied                        the process executor's child died running the task
     ├── StoreError (OSError)             the directory could not be used as asked
@@ -111,6 +112,10 @@ class PushError(FsJobsError):
         #: original error is the `PushError`'s ``__cause__``.
         self.published_ids = published_ids
         super().__init__(message)
+
+
+class DependencyFailed(FsJobsError):
+    """A job this one depends on did not complete: this one was cancelled, or not retried."""
 
 
 class ResultNotSerializable(FsJobsError, TypeError):

@@ -12,6 +12,9 @@ the workers and ``tmp/``, and reports each violation as a `Problem`. With
   anywhere else, or whose folder is missing (a complete line that fails its
   checksum is corruption, never a crash);
 * records the missing terminal record of a final job (in a new epoch);
+* finishes the workflow pushes of dead pushers (published if committed, else
+  aborted), and releases (or cancels) every blocked job whose parents have all
+  completed (or one failed), taking over dependency checks left by dead actors;
 * removes, once older than the horizon, staging files of dead pushers (and
   the upload folders of dead HTTP requests), job folders that were never
   published, and lock files of dead workers.
@@ -37,12 +40,15 @@ from collections.abc import Callable
 import attrs
 
 from . import _durable, _ids, _names, _unique
+from ._depends import check_root as check_dependencies
+from ._deptree import LOCK_PREFIX, STEP_PREFIX
 from ._fsck_jobs import JobChecks, Seen
 from ._names import Marker
 from ._paths import Parts
 from ._text import printable
 from ._transitions import BY_DAY, Where
 from ._tree import QUEUE_ENTRIES, TOP_DIRS, Tree, path
+from ._workflows import check_root as check_workflows
 from .errors import StoreError
 from .store import Store
 
@@ -106,23 +112,19 @@ class _Checker(JobChecks):
         #: job id -> unique key, of every job whose spec names one
         self.keys: dict[str, str] = {}
         self.me = f"fsck-{os.getpid()}-{_ids.new_worker_id().rsplit('-', 1)[-1]}"
+        #: steps staged by live workflow pushes: their folders are not garbage
+        self.staged: set[str] = set()
 
     def report(self, kind: str, where: str, message: str, repaired: bool = False) -> None:
-        level = logging.INFO if repaired else logging.WARNING
-        logger.log(
-            level,
-            "fsck %s %s: %s%s",
-            kind,
-            printable(where),
-            printable(message),
-            " (repaired)" if repaired else "",
-        )
+        level, note = (logging.INFO, " (repaired)") if repaired else (logging.WARNING, "")
+        logger.log(level, "fsck %s %s: %s%s", kind, printable(where), printable(message), note)
         self.problems.append(Problem(kind, where, message, repaired))
 
     def run(self) -> Report:
         self.check_root()
         queues = self.tree.queues()
         self.step(_names.WORKERS, lambda: self.check_claims(queues))
+        self.step("workflows", self.check_graphs)
         for queue in queues:
             self.step(path(self.tree.queue_dir(queue)), functools.partial(self.walk_queue, queue))
         jobs = self.step(_names.JOBS, self.walk_jobs) or 0
@@ -132,6 +134,12 @@ class _Checker(JobChecks):
         self.step(_names.WORKERS, self.check_workers)
         count = sum(len(v) for v in self.markers.values())
         return Report(tuple(self.problems), jobs, count)
+
+    def check_graphs(self) -> None:
+        """Workflow pushes of dead pushers, and dependency checks left by dead actors."""
+        found, self.staged = check_workflows(self.tree, self.repair)
+        for problem in (*found, *check_dependencies(self.tree, self.repair)):
+            self.report(*problem)
 
     def step(self, where: str, check: Callable[[], T]) -> T | None:
         """Run one check; a directory it cannot use is reported, and fsck goes on."""
@@ -310,8 +318,8 @@ class _Checker(JobChecks):
     def check_tmp(self) -> None:
         tmp_fd = self.tree.dirs.cached((_names.TMP,))
         for name in _durable.listdir(tmp_fd):
-            if self.alive_in_tmp(tmp_fd, name):
-                continue
+            if name.startswith((LOCK_PREFIX, STEP_PREFIX)) or self.alive_in_tmp(tmp_fd, name):
+                continue  # a workflow push's lock and steps: see _workflows.check_root
             removed = False
             if self.repair:
                 dead = name if name.startswith("dead.") else f"dead.{name}"

@@ -45,6 +45,8 @@ class RecordType(enum.StrEnum):
     HELD = "held"
     CORRUPT = "corrupt"
     PROGRESS = "progress"
+    #: a blocked job whose parents all completed, moved to pending (or waiting)
+    UNBLOCKED = "unblocked"
 
 
 #: Records that end an epoch's ownership: written just before the owner's rename.

@@ -14,7 +14,7 @@ import math
 import pathlib
 import random
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 import cattrs
@@ -211,6 +211,20 @@ def _frozen_dict(value: Mapping[str, typing.Any]) -> dict[str, typing.Any]:
     return dict(value)
 
 
+#: At most this many parents per job.
+MAX_DEPENDS_ON = 1000
+
+
+def _depends_on(value: object) -> tuple[str, ...]:
+    """Parent ids, each checked, duplicates dropped (first kept), at most `MAX_DEPENDS_ON`."""
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise InvalidJob("depends_on must be a list of job ids, not a single value")
+    out = tuple(dict.fromkeys(_names.check_job_id(v) for v in value))
+    if len(out) > MAX_DEPENDS_ON:
+        raise InvalidJob(f"a job may depend on at most {MAX_DEPENDS_ON} jobs, not {len(out)}")
+    return out
+
+
 def _limits(value: typing.Iterable[Limit]) -> tuple[Limit, ...]:
     out = tuple(value)
     if not all(isinstance(x, Limit) for x in out):
@@ -261,6 +275,11 @@ class Job:
     #: Where the task runs: ``"async"``, ``"thread"``, ``"process"``, or None for
     #: the task's executor, else the worker's default (for sync functions).
     executor: Executor | None = attrs.field(default=None)
+    #: Ids of jobs (under the same root, any queue) that must complete before this one
+    #: runs. Each must exist when the job is pushed (else `JobNotFound`). Until they all
+    #: complete the job is ``blocked``; if one fails, times out, is cancelled or is
+    #: corrupt, this job is cancelled with `DependencyFailed`.
+    depends_on: tuple[str, ...] = attrs.field(default=(), converter=_depends_on)
 
     @backoff.validator
     def _check_backoff(self, _: object, value: Backoff | None) -> None:
@@ -355,6 +374,10 @@ class Job:
         sizes = [int(x.value) for x in self.limits if x.type is _LimitType.MEMORY]
         return min(sizes) if sizes else None
 
+    def with_depends_on(self, depends_on: typing.Iterable[str]) -> Job:
+        """A copy that waits for the jobs `depends_on` (ids; all of them, not merged)."""
+        return attrs.evolve(self, depends_on=tuple(depends_on))
+
     @property
     def effective_timeout(self) -> float | None:
         """
@@ -380,10 +403,14 @@ def _make_converter() -> cattrs.Converter:
 converter: typing.Final = _make_converter()
 
 
-def spec_of(job: Job, queue: str, created_at: dt.datetime) -> dict[str, JSON]:
+def spec_of(
+    job: Job, queue: str, created_at: dt.datetime, workflow: dict[str, JSON] | None = None
+) -> dict[str, JSON]:
     """
-    The on-disk spec of a job (everything but the upload bytes). ``executor`` is
-    written only when set (the root then lists the ``executor`` feature).
+    The on-disk spec of a job (everything but the upload bytes). ``executor``,
+    ``depends_on`` and ``workflow`` (``{"id", "name", "step"}`` of a workflow's
+    step) are written only when set: a job without them reads as before (the
+    root lists the feature of each that it holds).
     """
     spec: dict[str, JSON] = {
         "queue": queue,
@@ -401,6 +428,10 @@ def spec_of(job: Job, queue: str, created_at: dt.datetime) -> dict[str, JSON]:
     }
     if job.executor is not None:
         spec["executor"] = job.executor
+    if job.depends_on:
+        spec["depends_on"] = list[JSON](job.depends_on)
+    if workflow is not None:
+        spec["workflow"] = workflow
     return spec
 
 
@@ -420,6 +451,8 @@ SPEC_KEYS = frozenset(
         "backoff",
         "uploads",
         "executor",
+        "depends_on",
+        "workflow",
     }
 )
 
@@ -436,6 +469,9 @@ def job_from_spec(spec: Mapping[str, JSON]) -> Job:
     limits = spec.get("limits") or []
     if not isinstance(limits, list):
         raise InvalidJob("limits must be a list")
+    depends_on = spec.get("depends_on") or []
+    if not isinstance(depends_on, list):
+        raise InvalidJob("depends_on must be a list")
     return Job(
         func=typing.cast(str, spec["func"]),
         kwargs=typing.cast(dict[str, JSON], spec.get("kwargs") or {}),
@@ -447,6 +483,7 @@ def job_from_spec(spec: Mapping[str, JSON]) -> Job:
         limits=[converter.structure(x, Limit) for x in limits],
         backoff=None if backoff is None else converter.structure(backoff, Backoff),
         executor=check_executor(spec.get("executor")),
+        depends_on=typing.cast(list[str], depends_on),
     )
 
 

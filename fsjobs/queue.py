@@ -25,7 +25,8 @@ from ._json import JSON
 from ._wakeups import Waker, io_pool, signals
 from .errors import WaitTimeout
 from .model import Job
-from .states import Event, JobPage, JobState, JobStatus
+from .states import Event, JobPage, JobState, JobStatus, WorkflowState
+from .workflow import Workflow
 
 T = typing.TypeVar("T")
 P = typing.ParamSpec("P")
@@ -119,6 +120,24 @@ class Queue:
         """
         return await self.io(_client.push_many, self.store, self.name, list(jobs))
 
+    async def push_workflow(self, wf: Workflow) -> str:
+        """
+        Push every step of `wf` or none (one commit point); returns the workflow's id
+        (`get_workflow` reads it). Steps go to this queue unless ``add(..., queue=)``
+        says otherwise. A cycle, an ``after`` naming no step, or a step with a unique
+        key is refused (`InvalidJob`) before anything is written; so is a
+        ``depends_on`` id that does not exist (`JobNotFound`).
+        """
+        return await self.io(_client.push_workflow, self.store, self.name, wf)
+
+    async def get_workflow(self, wf_id: str) -> WorkflowState:
+        """A workflow's status and each step's `JobState`; raises JobNotFound."""
+        return await self.io(self.store.get_workflow, wf_id)
+
+    async def list_workflows(self, limit: int = 100) -> list[WorkflowState]:
+        """The newest `limit` workflows under the root (any queue), newest first."""
+        return await self.io(_client.list_workflows, self.store, limit)
+
     # -- reading ------------------------------------------------------------------
 
     async def get(self, job_id: str) -> JobState:
@@ -175,8 +194,9 @@ class Queue:
 
     async def cancel(self, job_id: str, timeout: float = 10.0) -> bool:
         """
-        Cancel a job (any job under the root). A job that has not started is
-        cancelled at once and never runs. A running job is asked to stop: an async
+        Cancel a job (any job under the root). A job that has not started (blocked
+        ones too) is cancelled at once and never runs; the jobs that depend on it
+        are cancelled with it. A running job is asked to stop: an async
         task gets CancelledError, a sync task sees ``ctx.cancelled`` become True;
         this waits up to `timeout` seconds for it to end. Returns True if the job
         is cancelled; False if it had already ended otherwise, or is still running
@@ -197,8 +217,10 @@ class Queue:
         """
         Run a failed, timed-out or cancelled job again, with `more_attempts` more
         attempts (its history is kept; it is a new epoch of the same job). Raises
-        InvalidJob for a job in another state, and UniqueKeyConflict if its unique
-        key now belongs to another unfinished job. Returns the new state.
+        InvalidJob for a job in another state, UniqueKeyConflict if its unique
+        key now belongs to another unfinished job, and DependencyFailed if a job it
+        depends on has not completed. Jobs that were cancelled because this one
+        failed stay cancelled: retry them too. Returns the new state.
         """
         return await self.io(_client.retry, self.store, job_id, more_attempts)
 
@@ -241,7 +263,7 @@ class Queue:
     async def hold(self, job_id: str) -> bool:
         """
         Hold a job that has not started: it stays in ``held/`` (keeping its unique
-        key) and does not run until `release`. False if it is running or final.
+        key) and does not run until `release`. False if it is running, blocked or final.
         """
         return await self.io(_client.hold, self.store, job_id)
 

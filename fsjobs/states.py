@@ -24,6 +24,10 @@ class JobStatus(enum.StrEnum):
     corrupt. A job that is not final keeps its unique key.
     """
 
+    #: waiting for the jobs it depends on (`Job.depends_on`, a workflow's ``after``)
+    #: to complete; not run, not final, keeps its unique key
+    BLOCKED = "blocked"
+
     #: due, waiting for a worker
     PENDING = "pending"
     #: the first attempt is waiting for `Job.scheduled_at`
@@ -70,6 +74,7 @@ FINAL_DIRS: tuple[JobStatus, ...] = (
     JobStatus.CANCELLED,
     JobStatus.HELD,
     JobStatus.CORRUPT,
+    JobStatus.BLOCKED,
 )
 
 
@@ -137,6 +142,13 @@ class JobState:
     #: Names of the files the last attempt wrote into ``ctx.output_dir``;
     #: `Queue.read_output` reads them.
     outputs: tuple[str, ...] = ()
+    #: The ids of the jobs this one waits for (`Job.depends_on`; in a workflow, its
+    #: ``after`` steps too).
+    depends_on: tuple[str, ...] = ()
+    #: The id of the workflow this job is a step of, or None.
+    workflow: str | None = None
+    #: Its step name in that workflow, or None.
+    step: str | None = None
 
     @property
     def is_done(self) -> bool:
@@ -149,6 +161,65 @@ class JobState:
         if self.started_at is None or self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+class WorkflowStatus(enum.StrEnum):
+    """Where a workflow is: running until every step is final, then how it ended."""
+
+    #: some step is not final yet (pending, blocked, running, retrying...)
+    RUNNING = "running"
+    #: every step completed
+    COMPLETED = "completed"
+    #: some step failed, timed out or was quarantined as corrupt
+    FAILED = "failed"
+    #: no step failed, but some were cancelled
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not WorkflowStatus.RUNNING
+
+
+def workflow_status(statuses: list[JobStatus]) -> WorkflowStatus:
+    """The status of a workflow whose steps have `statuses`."""
+    if not all(s.is_final for s in statuses):
+        return WorkflowStatus.RUNNING
+    if all(s is JobStatus.COMPLETED for s in statuses):
+        return WorkflowStatus.COMPLETED
+    failed = (JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CORRUPT)
+    if any(s in failed for s in statuses):
+        return WorkflowStatus.FAILED
+    return WorkflowStatus.CANCELLED
+
+
+@attrs.frozen(kw_only=True)
+class WorkflowState:
+    """A snapshot of a workflow, as `Queue.get_workflow` returns it."""
+
+    #: The workflow id (the job-id format: 22 characters, sortable by push time).
+    id: str
+    #: The name given to `Workflow`.
+    name: str
+    #: RUNNING while any step is unfinished; then COMPLETED, FAILED or CANCELLED.
+    status: WorkflowStatus
+    #: Each step's name and current state, in the order the steps were added.
+    steps: dict[str, JobState]
+    #: Each step's ``after`` steps (its parents within the workflow).
+    after: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    #: When the workflow was pushed.
+    created_at: dt.datetime | None = None
+
+    @property
+    def is_done(self) -> bool:
+        """True once every step is final."""
+        return self.status.is_final
+
+    def depths(self) -> dict[str, int]:
+        """Each step's depth: the longest chain of steps before it (0 for a root)."""
+        depth: dict[str, int] = {}
+        for name in self.steps:  # the manifest lists parents before their children
+            depth[name] = 1 + max((depth.get(a, 0) for a in self.after.get(name, ())), default=-1)
+        return depth
 
 
 @attrs.frozen

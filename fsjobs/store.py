@@ -16,6 +16,8 @@ once:
 `_read`                 state and history of a job, listings and counts
 `_logs`                 each attempt's log: opened for its task, read back
 `_operate`              cancel, hold, release, retry, prune
+`_depends`, `_deptree`  dependencies: blocked jobs released (or cancelled) once
+`_workflows`            workflows: a graph of jobs pushed all or nothing
 ======================  =========================================================
 
 The rules that make it safe with many processes and many hosts: state lives in
@@ -29,6 +31,7 @@ directory.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import pathlib
 import secrets
@@ -37,6 +40,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from . import (
     _claim,
+    _depends,
+    _deptree,
     _durable,
     _finish,
     _format,
@@ -49,18 +54,23 @@ from . import (
     _push,
     _read,
     _uploads,
+    _workflows,
 )
 from ._claim import Claim
 from ._clock import SYSTEM_CLOCK, Clock
 from ._finish import Outcome
+from ._json import JSON
 from ._names import Marker
 from ._transitions import Ending, Where
 from ._tree import Tree
 from ._uploads import UploadStage
 from .model import Job
-from .states import Event, JobPage, JobState, JobStatus
+from .states import Event, JobPage, JobState, JobStatus, WorkflowState
+from .workflow import Workflow
 
 __all__ = ["Claim", "Ending", "Outcome", "Store", "UploadStage"]
+
+logger = logging.getLogger("fsjobs.store")
 
 
 class Store:
@@ -144,6 +154,10 @@ class Store:
         """End a stage (after its push, or instead of it): its leftovers go, its lock drops."""
         _uploads.discard(self.tree, stage)
 
+    def push_workflow(self, wf: Workflow, queue: str) -> str:
+        """Push every step of `wf` (to `queue` unless a step says otherwise), or none."""
+        return _workflows.push(self.tree, wf, queue)
+
     def check_space(self) -> None:
         self.tree.for_writing()
         self.tree.check_space()
@@ -220,6 +234,26 @@ class Store:
     def running(self, queue: str) -> list[tuple[Marker, str]]:
         return self.tree.running(queue) if self.tree.for_reading() else []
 
+    def sweep(self, queues: Iterable[str]) -> int:
+        """
+        Take over the dependency checks and workflow pushes whose actor died (a
+        worker does this every rescue interval); free when the root uses neither.
+        """
+        fmt = self.tree.format if self.tree.for_reading() else None
+        if fmt is not None and not {"depends_on", "workflows"} <= fmt.names:
+            fmt = self.tree.refresh_format()  # a process started before their first use
+        if fmt is None or not self.tree.writable:
+            return 0
+        done = 0
+        try:  # upkeep: an error here must not stop a worker; the next sweep tries again
+            if "depends_on" in fmt.names:
+                done += sum(_depends.sweep(self.tree, q) for q in queues)
+            if "workflows" in fmt.names:
+                done += len(_workflows.sweep(self.tree))
+        except Exception:
+            logger.exception("sweeping dependency checks and workflow pushes failed")
+        return done
+
     def owned(self, queue: str, me: str) -> set[str]:
         return _operate.owned(self.tree, queue, me)
 
@@ -230,6 +264,20 @@ class Store:
 
     def get(self, job_id: str) -> JobState:
         return _read.get(self.tree, job_id)
+
+    def get_workflow(self, wf_id: str) -> WorkflowState:
+        return _workflows.get(self.tree, wf_id)
+
+    def list_workflows(self, limit: int = 100) -> list[WorkflowState]:
+        return _workflows.list_workflows(self.tree, limit)
+
+    def dependents(self, job_id: str) -> list[str]:
+        """The ids of the jobs pushed depending on `job_id`."""
+        return _deptree.dependents(self.tree, job_id) if self.tree.for_reading() else []
+
+    def parent_results(self, job_id: str) -> dict[str, JSON]:
+        """What `Context.parents` holds for the job (see `_depends.parent_results`)."""
+        return _depends.parent_results(self.tree, job_id)
 
     def history(self, job_id: str) -> list[Event]:
         return _read.history(self.tree, job_id)

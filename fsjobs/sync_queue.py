@@ -22,7 +22,8 @@ from ._json import JSON
 from ._wakeups import ThreadWaker, signals
 from .errors import WaitTimeout
 from .model import Job
-from .states import Event, JobPage, JobState, JobStatus
+from .states import Event, JobPage, JobState, JobStatus, WorkflowState
+from .workflow import Workflow
 
 
 class SyncQueue:
@@ -136,6 +137,18 @@ class SyncQueue:
     def read_output(self, job_id: str, name: str) -> bytes:
         """The bytes of an output file of the job's last attempt (see `Queue.read_output`)."""
         return self.store.read_output(job_id, name)
+
+    def push_workflow(self, wf: Workflow) -> str:
+        """Push every step of `wf` or none; returns its id (see `Queue.push_workflow`)."""
+        return _client.push_workflow(self.store, self.name, wf)
+
+    def get_workflow(self, wf_id: str) -> WorkflowState:
+        """A workflow's status and each step's `JobState`; raises JobNotFound."""
+        return self.store.get_workflow(wf_id)
+
+    def list_workflows(self, limit: int = 100) -> list[WorkflowState]:
+        """The newest `limit` workflows under the root (any queue), newest first."""
+        return _client.list_workflows(self.store, limit)
 
     def logs(self, job_id: str, attempt: int | None = None) -> str:
         """What one attempt of the job printed and logged (see `Queue.logs`)."""

@@ -197,6 +197,8 @@ class Worker:
                 if now - last_rescue >= self.rescue_interval:
                     for q in self.queues:
                         await self.queue.io(self.store.rescue, q, self.id, self.lease)
+                    # dependency checks and workflow pushes whose actor died
+                    await self.queue.io(self.store.sweep, self.queues)
                     last_rescue = now
                 if self._running and time.monotonic() - last_check >= check_interval:
                     await self._check_running()

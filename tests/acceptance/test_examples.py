@@ -130,6 +130,23 @@ EXPECTED: dict[str, list[str]] = {
         r": completed, result \{'width': 500, 'bytes_in': 2000, 'bytes_out': 1000\}, 1000 bytes$",
         r"^dashboard links stay under the mount: True$",
     ],
+    "report_pipeline.py": [
+        r"^pushed monthly-report: fetch pending, chart blocked, totals blocked, mail blocked$",
+        r"^archive job: blocked$",
+        r"^ran 5 jobs; workflow completed$",
+        r"^mail: to boss@example\.com: 245 sold in 3 regions, see chart\.txt$",
+        r"^ north #{12}$",
+        r"^archived: to boss@example\.com",
+        r"^second run: workflow failed$",
+        (
+            r"^  chart: cancelled \(fsjobs\.errors\.DependencyFailed: "
+            r"parent \w+ \(step 'fetch'\) ended failed\)$"
+        ),
+        (
+            r"^  mail: cancelled \(fsjobs\.errors\.DependencyFailed: "
+            r"parent \w+ \(step '(chart|totals)'\) ended cancelled\)$"
+        ),
+    ],
     "multiprocess_workers.py": [
         r"^all 12 jobs completed: \[0, 1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121\]$",
         r"^the job was rescued and completed on worker \d+, attempt 2 of 3$",
@@ -140,7 +157,7 @@ EXPECTED: dict[str, list[str]] = {
 
 def test_there_are_examples() -> None:
     """The glob finds the examples (an empty parametrisation would pass silently)."""
-    assert len(EXAMPLES) >= 13
+    assert len(EXAMPLES) >= 14
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])

@@ -177,7 +177,7 @@ def check(
                 )
             if state.attempts > state.max_attempts:
                 problems.append(f"job {job_id}: {state.attempts} of {state.max_attempts} attempts")
-            if (f.where in LIVE or f.where == "held") and state.unique_key is not None:
+            if (f.where in LIVE or f.where in ("held", "blocked")) and state.unique_key is not None:
                 per_key[state.unique_key].append(job_id)
             if after_recovery and f.where == "running":
                 assert f.worker is not None

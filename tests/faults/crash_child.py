@@ -28,7 +28,7 @@ import sys
 import traceback
 import typing
 
-from fsjobs import ErrorInfo, Job, JobStatus
+from fsjobs import ErrorInfo, Job, JobStatus, Workflow
 from fsjobs._clock import to_ms
 from fsjobs._migrate import migrate
 from fsjobs.store import Ending, Outcome, Store
@@ -78,12 +78,25 @@ class CrashAt:
             setattr(self.targets[name], name, fn)
 
 
-def job_of(spec: dict[str, typing.Any]) -> Job:
+def job_of(spec: dict[str, typing.Any], target: str | None = None) -> Job:
+    """A noop job; with ``"after_target"``, one that depends on the scenario's target job."""
     return Job(
         func=NOOP,
         kwargs={"n": spec["n"]},
         unique_key=spec.get("unique_key"),
         max_attempts=spec.get("max_attempts", 3),
+        depends_on=[target] if spec.get("after_target") and target else [],
+    )
+
+
+def diamond() -> Workflow:
+    """The workflow of the ``push_workflow`` operation: top -> left, right -> bottom."""
+    return (
+        Workflow("diamond")
+        .add("top", job_of({"n": 1}))
+        .add("left", job_of({"n": 2}), after=["top"])
+        .add("right", job_of({"n": 3}), after=["top"])
+        .add("bottom", job_of({"n": 4}), after=["left", "right"])
     )
 
 
@@ -91,7 +104,7 @@ def operation(store: Store, cmd: dict[str, typing.Any]) -> typing.Callable[[], d
     """Do the command's setup (not counted); return the operation to run armed."""
     op = cmd["op"]
     if op == "push":
-        items = [(job_of(spec), QUEUE) for spec in cmd["jobs"]]
+        items = [(job_of(spec, cmd.get("target")), QUEUE) for spec in cmd["jobs"]]
 
         def push() -> dict[str, object]:
             published: list[str] = []
@@ -99,6 +112,12 @@ def operation(store: Store, cmd: dict[str, typing.Any]) -> typing.Callable[[], d
             return {"ids": ids, "published": published}
 
         return push
+    if op == "push_workflow":
+
+        def push_workflow() -> dict[str, object]:
+            return {"wf": store.push_workflow(diamond(), QUEUE)}
+
+        return push_workflow
     if op == "claim_finish":
         worker = cmd["worker"]
         store.register_worker(worker)  # held until the process dies
@@ -140,6 +159,12 @@ def operation(store: Store, cmd: dict[str, typing.Any]) -> typing.Callable[[], d
             return {"returned": repr(method(cmd["target"]))}
 
         return call
+    if op == "sweep":
+
+        def sweep() -> dict[str, object]:
+            return {"settled": store.sweep([QUEUE])}
+
+        return sweep
     if op == "rescue":
 
         def rescue() -> dict[str, object]:

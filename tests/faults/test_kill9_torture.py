@@ -77,6 +77,8 @@ class Children:
         self.kills: list[Kill] = []
         self.unexpected_exits: list[str] = []
         self.rng = random.Random(SEED)
+        #: what the "pusher" role runs: plain jobs, or workflows (test_kill9_workflows)
+        self.pusher_mode = "pusher"
 
     def start(self, role: str) -> None:
         args: list[str] = ["--log", str(self.log)]
@@ -89,7 +91,7 @@ class Children:
                     sys.executable,
                     "-m",
                     "tests.faults.torture_child",
-                    "pusher" if role == "pusher" else "worker",
+                    self.pusher_mode if role == "pusher" else "worker",
                     str(self.root),
                     *args,
                 ],

@@ -3,6 +3,7 @@ The processes of the kill -9 torture test (T1)::
 
     python -m tests.faults.torture_child worker ROOT --log LOG [--concurrency N]
     python -m tests.faults.torture_child pusher ROOT --log LOG --oracle FILE --seed S
+    python -m tests.faults.torture_child workflows ROOT --log LOG --oracle FILE --seed S
 
 ``worker`` runs a `Worker` with the `step` task until SIGTERM. ``step`` appends
 ``"start <job_id> <attempt> <pid> <monotonic>"`` to the execution log when it starts and
@@ -18,12 +19,19 @@ and the pusher goes on. Tags are ``<pid>-<i>`` and are
 also the jobs' kwargs, so the test can tell a job that committed without an ack from
 one that was never pushed. Lines are appended with one ``write`` to an ``O_APPEND`` file:
 a SIGKILL never tears them.
+
+``workflows`` pushes graphs instead (tests/faults/test_kill9_workflows.py): workflows
+shaped as a diamond, a fan-in of 3 to 6 parents, or a chain of 3, acknowledged as
+``"ack <tag> wf <workflow id>"``; and pairs of single pushes, a job then one that
+depends on it (`Job.depends_on`), each acknowledged as ``"ack <tag> job <id>"``. A
+step's kwargs ``tag`` is ``<tag>/<step>``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
 import os
 import random
@@ -108,10 +116,59 @@ async def push(args: argparse.Namespace) -> None:
         queue.close()
 
 
+def _shape(rng: random.Random) -> list[tuple[str, list[str]]]:
+    """The steps of a random workflow: (name, after)."""
+    r = rng.random()
+    if r < 0.4:
+        return [("top", []), ("left", ["top"]), ("right", ["top"]), ("bottom", ["left", "right"])]
+    if r < 0.7:
+        parents = [f"p{i}" for i in range(rng.randint(3, 6))]
+        return [*((p, []) for p in parents), ("join", parents)]
+    return [("a", []), ("b", ["a"]), ("c", ["b"])]
+
+
+async def push_workflows(args: argparse.Namespace) -> None:
+    rng = random.Random(args.seed)
+    queue = fsjobs.Queue(args.root, QUEUE)
+    pid = os.getpid()
+    try:
+        for i in itertools.count():
+            tag = f"{pid}-{i}"
+            if rng.random() < 0.25:  # a job, then one that depends on it
+                parent_id = None
+                for part in "ab":
+                    append_line(args.oracle, f"start {tag}{part}\n")
+                    job = _job(args.log, f"{tag}{part}/{part}", rng)
+                    if parent_id is not None:
+                        job = job.with_depends_on([parent_id])
+                    try:
+                        parent_id = await queue.push(job)
+                    except Exception as exc:  # reported to the test, which fails on it
+                        why = repr(exc).replace("\n", " ")
+                        append_line(args.oracle, f"fail {tag}{part} {why}\n")
+                        break
+                    append_line(args.oracle, f"ack {tag}{part} job {parent_id}\n")
+            else:
+                wf = fsjobs.Workflow("torture")
+                for name, after in _shape(rng):
+                    wf.add(name, _job(args.log, f"{tag}/{name}", rng), after=after)
+                append_line(args.oracle, f"start {tag}\n")
+                try:
+                    wf_id = await queue.push_workflow(wf)
+                except Exception as exc:
+                    why = repr(exc).replace("\n", " ")
+                    append_line(args.oracle, f"fail {tag} {why}\n")
+                else:
+                    append_line(args.oracle, f"ack {tag} wf {wf_id}\n")
+            await asyncio.sleep(args.pause)  # the push rate; not synchronisation
+    finally:
+        queue.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     remember_early_signals()
     parser = argparse.ArgumentParser(prog="python -m tests.faults.torture_child")
-    parser.add_argument("mode", choices=["worker", "pusher"])
+    parser.add_argument("mode", choices=["worker", "pusher", "workflows"])
     parser.add_argument("root")
     parser.add_argument("--log", required=True)
     parser.add_argument("--oracle")
@@ -124,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(work(args))
     else:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        asyncio.run(push(args))
+        asyncio.run(push(args) if args.mode == "pusher" else push_workflows(args))
 
 
 if __name__ == "__main__":

@@ -109,6 +109,29 @@ async def test_the_job_page_shows_everything(
     assert (await client.get("/ui/jobs/01m8zzzzzz0000zzzzzzzz")).status_code == 404
 
 
+async def test_the_job_page_draws_the_dependency_graph(
+    client: httpx.AsyncClient, queue: fsjobs.Queue
+) -> None:
+    parent = await queue.push(fsjobs.Job(func=tasks.ADD, kwargs={"a": 1}))
+    child = await queue.push(fsjobs.Job(func=tasks.ADD, kwargs={"a": 2}, depends_on=[parent]))
+    page = (await client.get(f"/ui/jobs/{child}")).text
+    graph = page[page.index('id="graph"') :]
+    assert f'href="/ui/jobs/{parent}"' in graph and 's-pending">pending' in graph
+    assert 'data-status="blocked"' in page
+    page = (await client.get(f"/ui/jobs/{parent}")).text
+    assert f'href="/ui/jobs/{child}"' in page[page.index('id="graph"') :]
+
+    wf = fsjobs.Workflow("report")
+    wf.add("fetch", fsjobs.Job(func=tasks.ADD, kwargs={"a": 3}))
+    wf.add("chart", fsjobs.Job(func=tasks.ADD, kwargs={"a": 4}), after=["fetch"])
+    state = await queue.get_workflow(await queue.push_workflow(wf))
+    step = state.steps["fetch"].id
+    page = (await client.get(f"/ui/jobs/{step}")).text
+    assert "<h2>workflow report" in page
+    assert re.search(rf'<tr class="here"><td>fetch</td>.*?{step}', page)
+    assert "└─ chart</td>" in page, "a child step is drawn below its parent"
+
+
 async def test_buttons_act_and_come_back(client: httpx.AsyncClient, queue: fsjobs.Queue) -> None:
     job_id = await queue.push(fsjobs.Job(func=tasks.ADD, kwargs={"a": 1}))
     page = (await client.get(f"/ui/jobs/{job_id}")).text

@@ -23,6 +23,7 @@ import fsjobs
 
 RECORD = "tests.integration.tasks.record"
 BLOCK = "tests.integration.tasks.block"
+SPAN = "tests.integration.tasks.span"
 
 
 def append_line(path: str | os.PathLike[str], line: str) -> None:
@@ -59,10 +60,29 @@ async def block(ctx: fsjobs.Context, log: str, release: str, deadline: float = 6
     return ctx.job_id
 
 
+async def span(
+    ctx: fsjobs.Context, log: str, ms: int = 0, fail: bool = False
+) -> dict[str, list[str]]:
+    """
+    One execution logged as two lines, ``"start|end <job_id> <attempt> <pid> <monotonic>"``
+    (CLOCK_MONOTONIC is shared by the processes of a host), `ms` milliseconds apart;
+    raises if `fail`. Returns the keys of its ``ctx.parents``.
+    """
+    append_line(log, f"start {ctx.job_id} {ctx.attempt} {os.getpid()} {time.monotonic():.6f}\n")
+    try:
+        await asyncio.sleep(ms / 1000)
+        if fail:
+            raise RuntimeError("a planned failure")
+    finally:
+        append_line(log, f"end {ctx.job_id} {ctx.attempt} {os.getpid()} {time.monotonic():.6f}\n")
+    return {"parents": sorted(ctx.parents)}
+
+
 def register(queue: fsjobs.Queue) -> None:
     """Register the tasks (under the names above) in this process."""
     queue.task(name=RECORD)(record)
     queue.task(name=BLOCK)(block)
+    queue.task(name=SPAN)(span)
 
 
 def read_log(path: pathlib.Path) -> list[tuple[str, int, int, str]]:

@@ -459,6 +459,7 @@ def test_job_status_values_are_on_disk_spellings() -> None:
         "cancelled",
         "held",
         "corrupt",
+        "blocked",
     }
     for s in JobStatus:
         assert isinstance(s, str)

@@ -235,3 +235,27 @@ def test_with_block_creates_the_root_and_closes(tmp_path: pathlib.Path) -> None:
     with SyncQueue(root) as q:
         assert (root / "fsjobs.json").exists()
         assert repr(q) == f"<fsjobs.SyncQueue 'default' at {str(root)!r}>"
+
+
+@pytest.mark.asyncio
+async def test_workflows_from_blocking_code(sync: SyncQueue, queue: Queue) -> None:
+    @queue.task(name=task_name())
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    wf = fsjobs.Workflow("sums")
+    wf.add("first", add.job(a=1, b=2))
+    wf.add("second", add.job(a=3, b=4), after=["first"])
+    wf_id = sync.push_workflow(wf)
+    state = sync.get_workflow(wf_id)
+    assert {n: s.status for n, s in state.steps.items()} == {
+        "first": JobStatus.PENDING,
+        "second": JobStatus.BLOCKED,
+    }
+    assert await drain(queue) == 2
+    assert sync.get_workflow(wf_id).status is fsjobs.WorkflowStatus.COMPLETED
+    assert [w.id for w in sync.list_workflows()] == [wf_id]
+    with pytest.raises(TypeError, match=r"takes an fsjobs\.Workflow"):
+        sync.push_workflow(add.job(a=1, b=1))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least 1"):
+        sync.list_workflows(0)
