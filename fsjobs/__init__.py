@@ -14,6 +14,7 @@ from .errors import CorruptRecord as CorruptRecord
 from .errors import FormatError as FormatError
 from .errors import FsJobsError as FsJobsError
 from .errors import InvalidJob as InvalidJob
+from .errors import InvalidSettings as InvalidSettings
 from .errors import JobCancelled as JobCancelled
 from .errors import JobFailed as JobFailed
 from .errors import JobNotDone as JobNotDone
@@ -37,6 +38,7 @@ from .states import Event as Event
 from .states import JobPage as JobPage
 from .states import JobState as JobState
 from .states import JobStatus as JobStatus
+from .states import QueueInfo as QueueInfo
 from .sync_queue import SyncQueue as SyncQueue
 from .tasks import Task as Task
 from .worker import Worker as Worker
@@ -55,6 +57,7 @@ __all__ = [
     "FormatError",
     "FsJobsError",
     "InvalidJob",
+    "InvalidSettings",
     "Job",
     "JobCancelled",
     "JobFailed",
@@ -67,6 +70,7 @@ __all__ = [
     "PublishFailed",
     "PushError",
     "Queue",
+    "QueueInfo",
     "ResultNotSerializable",
     "Retry",
     "StoreError",

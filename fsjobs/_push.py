@@ -297,7 +297,7 @@ def _push_unique(tree: Tree, key: str, s: _Staged, parts: Parts) -> str:
         if tree.durable:
             _durable.fsync_dir(tmp_fd)
     except BaseException:
-        _durable.unlink_quiet(tmp_fd, staging)  # not committed: nobody needs it
+        _unique.give_up(tree, key, staging)  # not committed (unless the error came after)
         raise
     finally:
         os.close(lock_fd)

@@ -21,11 +21,13 @@ import typing
 from collections import deque
 from collections.abc import Sequence
 
-from . import _ids, _names
+from . import _ids, _names, _periodic
 from ._attempt import ProgressWriter, Runner
 from ._clock import Clock, to_ms
+from ._gate import Gate
 from ._inotify import Watcher
 from ._pacing import Heartbeat, Publisher
+from ._periodic_runner import Keeper
 from ._text import printable
 from ._wakeups import Waker, io_pool, signals
 from .doctor import mount_problems
@@ -54,6 +56,9 @@ class Worker:
     handles SIGTERM and SIGINT: the first stops claiming and lets running jobs
     finish within `grace_period`; a second releases them at once. Without it the
     worker installs no signal handler: the application decides.
+
+    `run()` also keeps the periodic schedules registered for its root (unless
+    `periodic` is False), and every worker honours its queues' pause and caps.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class Worker:
         grace_period: float = 30.0,
         allow_import: Sequence[str] = (),
         handle_signals: bool = False,
+        periodic: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -90,6 +96,8 @@ class Worker:
         self.grace_period = grace_period
         self.allow_import = tuple(allow_import)
         self.handle_signals = handle_signals
+        self.periodic = periodic
+        self._gate = Gate(self.store, self.id, self.clock)
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._running: dict[asyncio.Task[None], Claim] = {}
         #: why a running task was cancelled: "cancel" or "fenced" (otherwise: shutdown)
@@ -150,6 +158,10 @@ class Worker:
             self.max_poll_interval = IDLE_POLL_NETWORK if network else IDLE_POLL_LOCAL
         self._heartbeat = heartbeat = Heartbeat(self.store, hb_fd, self.lease / 6)
         heartbeat.start()
+        schedules = _periodic.registered(self.queue.root) if self.periodic else []
+        keeper = None
+        if schedules and not until_empty:
+            keeper = asyncio.create_task(Keeper(self.queue, schedules, self.id, self.clock).run())
         bell = await self.queue.io(self.store.watch, self.queues)
         if bell is not None:
             asyncio.get_running_loop().add_reader(bell.fd, self._on_bell, bell, waker)
@@ -174,7 +186,7 @@ class Worker:
                 now = self.clock.monotonic()
                 if now - last_rescue >= self.rescue_interval:
                     for q in self.queues:
-                        await self.queue.io(self.store.rescue, q, self.id, self.lease)
+                        await self.queue.io(self._gate.rescue, q, self.lease)
                     last_rescue = now
                 if self._running and time.monotonic() - last_check >= check_interval:
                     await self._check_running()
@@ -189,6 +201,9 @@ class Worker:
                             raise self._publisher.failing  # outcomes cannot be recorded here
                         await waker.wait(self._paused_until - time.monotonic())
                         continue
+                    if any(self._gate.held_back(q) for q in self.queues):  # caps: due jobs wait
+                        await waker.wait(self._gate.wake_in() or self._longest_poll)
+                        continue
                     pause = await self._idle_pause(wait_scheduled, max_wait, started)
                     if pause is None:
                         break
@@ -197,8 +212,10 @@ class Worker:
                 delay = self.poll_interval if claimed else min(delay * 2, self._longest_poll)
                 if claimed and len(self._running) < self.concurrency:
                     continue
-                await self._wait_for_change(waker, delay)
+                await self._wait_for_change(waker, min(delay, self._gate.wake_in() or delay))
         finally:
+            if keeper is not None:
+                keeper.cancel()
             if bell is not None:
                 asyncio.get_running_loop().remove_reader(bell.fd)
                 bell.close()
@@ -209,6 +226,7 @@ class Worker:
                 for sig in installed:
                     asyncio.get_running_loop().remove_signal_handler(sig)
             await self.queue.io(heartbeat.stop)
+            await self.queue.io(self._gate.free_leftovers)
             await self.queue.io(self.store.unregister_worker, self.id, lock_fd, hb_fd)
             self._waker = self._heartbeat = None
 
@@ -224,7 +242,11 @@ class Worker:
         """How long an emptied `run_until_empty` should wait for a scheduled job; None: stop."""
         if not wait_scheduled:
             return None
-        due = [await self.queue.io(self.store.next_due_ms, q) for q in self.queues]
+        due = [
+            await self.queue.io(self.store.next_due_ms, q)
+            for q in self.queues
+            if not self._gate.paused(q)  # a paused queue counts as empty
+        ]
         due_ms = min((d for d in due if d is not None), default=None)
         if due_ms is None:
             return None
@@ -277,17 +299,15 @@ class Worker:
                     return []
                 listing.clear()
                 listing.extend(
-                    await self.queue.io(
-                        self.store.promote_and_list, queue, 2 * self.concurrency + 10
-                    )
+                    await self.queue.io(self._gate.listing, queue, 2 * self.concurrency + 10)
                 )
                 listed_at[queue] = now
-            if self._claims_paused():  # paused while we listed (say, a publish just failed)
+            if self._claims_paused() or self._gate.closed(queue):  # e.g. a publish just failed
                 return []
             if listing:
                 claims = await self._claim_batch(queue, want, listing)
-                if claims or self._claims_paused():
-                    return claims  # or the disk is full: stop trying for now
+                if claims or self._claims_paused() or self._gate.held_back(queue):
+                    return claims  # or the disk is full, or caps hold: stop trying for now
         return []
 
     @property
@@ -310,9 +330,7 @@ class Worker:
         cancelled meanwhile, the claims it won are given back.
         """
         paths = list(listing)
-        hop = asyncio.ensure_future(
-            self.queue.io(self.store.claim_many, queue, paths, self.id, want)
-        )
+        hop = asyncio.ensure_future(self.queue.io(self._gate.claim, queue, paths, want))
         try:
             claims, tried, error = await asyncio.shield(hop)
         except asyncio.CancelledError:
@@ -338,9 +356,7 @@ class Worker:
             return
         claims = hop.result()[0]
         if claims:
-            io_pool().submit(
-                self.store.finish_many, [(c, Outcome(Ending.GIVE_BACK)) for c in claims]
-            )
+            io_pool().submit(self._gate.give_back, claims)
 
     async def _check_running(self) -> None:
         """Stop tasks whose job was rescued away from us, or whose cancel was requested."""
@@ -397,8 +413,10 @@ class Worker:
         task.add_done_callback(self._forget)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task, None)
+        claim = self._running.pop(task, None)
         self._stop_reasons.pop(task, None)
+        if claim is not None and self._gate.holds_slot(claim):  # ended, however: free its slot
+            io_pool().submit(self._gate.release, claim)
 
     async def _shutdown(self) -> None:
         if self._running:

@@ -33,6 +33,8 @@ RANKS: dict[str, int] = {
     "journal": 3,
     "_durable": 3,
     "model": 4,
+    "_queue_settings": 3,
+    "_schedule": 3,
     "_paths": 4,
     "_transitions": 5,
     "_state": 6,
@@ -47,6 +49,9 @@ RANKS: dict[str, int] = {
     "_operate": 10,
     "_push": 10,
     "_uploads": 8,
+    "_flow": 8,
+    "_slots": 10,
+    "_ticks": 10,
     "store": 11,
     "fsck": 12,
     "_fsck_jobs": 11,
@@ -56,10 +61,13 @@ RANKS: dict[str, int] = {
     # the async API on top
     "tasks": 13,
     "_client": 14,
+    "_periodic": 14,
     "queue": 15,
     "sync_queue": 15,
     "_attempt": 16,
     "_pacing": 16,
+    "_gate": 16,
+    "_periodic_runner": 16,
     "worker": 17,
     "testing": 18,
     "_pytest_plugin": 19,
@@ -99,6 +107,9 @@ FILE_MODULES = {
     "fsck",
     "_migrate",
     "_fsck_jobs",
+    "_flow",
+    "_slots",
+    "_ticks",
 }
 #: Modules that stream files through descriptors the store opened: they may wrap one
 #: with ``aiofiles.open(<name ending in fd>, ...)``, and open nothing by name.
