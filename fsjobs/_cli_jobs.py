@@ -16,6 +16,7 @@ from ._cli_base import (
     Handler,
     Subparsers,
     add_parser,
+    flow_notes,
     positive_int,
     positive_seconds,
     state_dict,
@@ -154,9 +155,8 @@ async def _history(args: argparse.Namespace) -> int:
 
 
 async def _ls(args: argparse.Namespace) -> int:
-    page = await Queue(args.root).list_jobs(
-        args.status, args.limit, queue=args.queue, cursor=args.cursor
-    )
+    queue = Queue(args.root)
+    page = await queue.list_jobs(args.status, args.limit, queue=args.queue, cursor=args.cursor)
     if args.json:
         print(json.dumps([state_dict(s) for s in page], indent=2))
     else:
@@ -167,6 +167,9 @@ async def _ls(args: argparse.Namespace) -> int:
             )
     if page.next_cursor is not None:  # on stderr: stdout stays a clean listing
         print(f"fsjobs: more jobs follow: --cursor {page.next_cursor}", file=sys.stderr)
+    names = {s.queue for s in page} if args.queue == "*" else {args.queue}
+    for note in await flow_notes(queue, names):
+        print(f"fsjobs: {printable(note)}", file=sys.stderr)
     return EXIT_OK
 
 

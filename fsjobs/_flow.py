@@ -256,15 +256,18 @@ def _create_token(wfd: int, count: int, start: int) -> int | None:
     return None
 
 
-def collect_windows(tree: Tree, queue: str, window: int) -> int:
-    """Remove rate windows more than two windows away from `window`; returns how many."""
+def collect_windows(tree: Tree, queue: str, window: int | None) -> int:
+    """
+    Remove rate windows more than two windows away from `window` (None: every
+    one, the queue has no rate any more); returns how many went.
+    """
     removed = 0
     with tree.open_or_none(tree.queue_dir(queue, _names.RATE)) as rfd:
         if rfd is None:
             return 0
         tmp_fd = tree.dirs.cached((_names.TMP,))
         for name in _durable.listdir(rfd):
-            if not name.isdigit() or abs(int(name) - window) <= 2:
+            if not name.isdigit() or (window is not None and abs(int(name) - window) <= 2):
                 continue
             aside = f"rate.{queue}.{name}.{secrets.token_hex(4)}"
             try:
