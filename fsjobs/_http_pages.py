@@ -238,11 +238,11 @@ def _flow_cell(base: str, name: str, info: _stats.QueueStats, csrf: str | None) 
         for key, value in (("concurrency", flow.concurrency), ("rate", flow.rate))
         if value is not None
     )
-    problem = (
-        f' <span class="badge s-failed" title="{esc(info.settings_problem)}">settings unusable</span>'
-        if info.settings_problem
-        else ""
-    )
+    problem = ""
+    if info.settings_problem:
+        why = esc(info.settings_problem)
+        problem = f' <span class="badge s-failed" title="{why}">settings unusable</span>'
+
     form = (
         f'<form class="inline" method="post" action="{esc(base)}/ui/queues/{esc(name)}/{action}">'
         f'{hidden_csrf(csrf)}<button type="submit" name="action" value="{action}">{label}'
