@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from collections.abc import Sequence
 
 from ._clock import Clock
@@ -41,7 +40,7 @@ class Gate:
         self._states: dict[str, FlowState] = {}
         #: job id -> the slot its claim took
         self._slots: dict[str, Slot] = {}
-        #: queue -> until when (time.monotonic) its rate is spent
+        #: queue -> until when (the clock's monotonic time) its rate is spent
         self._spent: dict[str, float] = {}
         #: queues whose slots were all taken at the last try
         self._full: set[str] = set()
@@ -51,7 +50,8 @@ class Gate:
 
     def listing(self, queue: str, limit: int) -> list[str]:
         """Look at the queue's flow files (cached 100 ms), then promote and list unless paused."""
-        state = self.store.flow(queue)
+        first = queue not in self._states  # a new worker looks afresh: no one else's cache
+        state = self.store.flow(queue, max_age=0.0) if first else self.store.flow(queue)
         with self._lock:
             self._states[queue] = state
             if state.problem is not None and self._told.get(queue) != state.problem:
@@ -81,7 +81,7 @@ class Gate:
             self._slots.update(got.slots)
             if got.throttled_until is not None:
                 wait = max(0.0, got.throttled_until - self.clock.now().timestamp())
-                self._spent[queue] = time.monotonic() + wait
+                self._spent[queue] = self.clock.monotonic() + wait
             if got.full:
                 self._full.add(queue)
             else:
@@ -112,7 +112,10 @@ class Gate:
         """Rescue the jobs of dead workers; in a capped queue, their slots too."""
         self.store.rescue(queue, self.worker, lease)
         if self._states.get(queue, _NO_FLOW).settings.concurrency is not None:
-            self.store.rescue_slots(queue, self.worker, lease)
+            try:
+                self.store.rescue_slots(queue, self.worker, lease)
+            except OSError as exc:  # a damaged slots/ (fsck names it): the jobs go on
+                logger.error("queue %s: slots not rescued: %s", queue, printable(exc))
 
     def free_leftovers(self) -> None:
         """At exit: free any slot still naming this worker (one whose freeing failed)."""
@@ -136,14 +139,14 @@ class Gate:
 
     def closed(self, queue: str) -> bool:
         """Nothing may be claimed from `queue` now: paused, or its rate spent."""
-        return self.paused(queue) or time.monotonic() < self._spent.get(queue, -math.inf)
+        return self.paused(queue) or self.clock.monotonic() < self._spent.get(queue, -math.inf)
 
     def held_back(self, queue: str) -> bool:
         """Jobs are due but a cap holds them: rate spent, or every slot taken."""
-        return queue in self._full or time.monotonic() < self._spent.get(queue, -math.inf)
+        return queue in self._full or self.clock.monotonic() < self._spent.get(queue, -math.inf)
 
     def wake_in(self) -> float | None:
         """Seconds until the earliest spent rate has a new window; None if none is spent."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         ends = [t - now for t in self._spent.values() if t > now]
         return min(ends) if ends else None

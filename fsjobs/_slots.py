@@ -292,20 +292,20 @@ def claim_limited(
     token = False
     try:
         for name_path in paths:
-            if settings.concurrency is not None and slot is None:
-                slot = take_slot(tree, queue, settings.concurrency, worker)
-                if slot is None:
-                    out.full = True
-                    break
-            if settings.rate is not None and not token:
-                out.throttled_until = _flow.take_token(tree, looks, queue, settings.rate)
-                if out.throttled_until is not None:
-                    break
-                token = True
-            out.tried += 1
             try:
+                if settings.concurrency is not None and slot is None:
+                    slot = take_slot(tree, queue, settings.concurrency, worker)
+                    if slot is None:
+                        out.full = True
+                        break
+                if settings.rate is not None and not token:
+                    out.throttled_until = _flow.take_token(tree, looks, queue, settings.rate)
+                    if out.throttled_until is not None:
+                        break
+                    token = True
+                out.tried += 1
                 won = _claim.claim(tree, queue, name_path, worker)
-            except OSError as exc:
+            except OSError as exc:  # the job (if any) is back in pending; the slot goes below
                 out.error = exc
                 break
             if won is None:
@@ -319,5 +319,8 @@ def claim_limited(
                 break
     finally:
         if slot is not None:
-            free_slot(tree, slot)
+            try:
+                free_slot(tree, slot)
+            except OSError as exc:  # rescue frees it once this worker is gone
+                logger.error("queue %s: slot %s not freed: %s", queue, slot.k, exc)
     return out
