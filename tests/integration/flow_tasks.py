@@ -18,6 +18,7 @@ import datetime as dt
 import os
 import pathlib
 import time
+from collections.abc import Callable
 
 import fsjobs
 
@@ -68,3 +69,29 @@ def max_overlap(spans: list[tuple[float, float, str]]) -> int:
         now += step
         most = max(most, now)
     return most
+
+
+def starts(log: pathlib.Path) -> list[float]:
+    """The start times of `span` runs, in the order they were logged."""
+    text = log.read_text() if log.exists() else ""
+    return [float(line.split()[1]) for line in text.splitlines() if line.startswith("start ")]
+
+
+def quiet_for(log: pathlib.Path, seconds: float) -> Callable[[], bool]:
+    """A check to poll: every `span` run started has ended, and none started for `seconds`."""
+    seen = {"count": -1.0, "since": time.monotonic()}
+
+    def check() -> bool:
+        count = len(starts(log))
+        if count != seen["count"]:
+            seen.update(count=count, since=time.monotonic())
+            return False
+        return count == len(read_spans(log)) and time.monotonic() - seen["since"] >= seconds
+
+    return check
+
+
+def slot_dirs(root: pathlib.Path, queue: str = "default") -> list[str]:
+    """The slots of `queue` that are taken (directories under ``slots/``)."""
+    top = root / "queues" / queue / "slots"
+    return sorted(os.listdir(top)) if top.exists() else []

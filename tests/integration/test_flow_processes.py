@@ -32,7 +32,7 @@ import fsjobs
 from fsjobs import Job, JobStatus
 from fsjobs._schedule import parse_tick_key
 
-from .flow_tasks import SPAN, TICK, max_overlap, read_spans
+from .flow_tasks import SPAN, TICK, max_overlap, quiet_for, read_spans, slot_dirs, starts
 from .harness import Children, all_final, stop_workers, until, wait_registered
 from .tasks import BLOCK, RECORD, read_log
 
@@ -42,11 +42,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
 LEASE = 3.0
 #: ticks the periodic test waits for
 TICKS = 5
-
-
-def slot_dirs(root: pathlib.Path, queue: str = "default") -> list[str]:
-    top = root / "queues" / queue / "slots"
-    return sorted(os.listdir(top)) if top.exists() else []
 
 
 async def test_three_workers_push_one_job_per_tick(
@@ -111,20 +106,20 @@ async def test_pause_holds_jobs_pending_while_workers_run_and_resume_runs_them(
     paused_at = time.time()
     await queue.pause()
     await until(quiet_for(log, 0.5), "claims to stop and running jobs to end", children, workers)
-    stopped = len(_starts(log))
+    stopped = len(starts(log))
     held = await queue.push(Job(func=RECORD, kwargs={"log": str(tmp_path / "held"), "n": 1}))
     # Stays pending while the workers keep looking (several looks of 100 ms each).
     watch_until = time.monotonic() + 2.0
     while time.monotonic() < watch_until:
         children.check_alive(workers)
         assert (await queue.get(held)).status is JobStatus.PENDING
-        assert len(_starts(log)) == stopped, "nothing claimed while paused"
+        assert len(starts(log)) == stopped, "nothing claimed while paused"
         await _pause(0.05)
-    last_claim = max(float(a) for a in _starts(log))
+    last_claim = max(starts(log))
     resumed_at = time.time()
     await queue.resume()
-    await until(lambda: len(_starts(log)) > stopped, "a claim after resume", children, workers)
-    resume_to_claim = min(float(a) for a in _starts(log)[stopped:]) - resumed_at
+    await until(lambda: len(starts(log)) > stopped, "a claim after resume", children, workers)
+    resume_to_claim = min(starts(log)[stopped:]) - resumed_at
     state = await queue.wait(held, timeout=60)
     assert state.status is JobStatus.COMPLETED
     pause_to_last = last_claim - paused_at
@@ -138,27 +133,8 @@ async def test_pause_holds_jobs_pending_while_workers_run_and_resume_runs_them(
     )
 
 
-def _starts(log: pathlib.Path) -> list[str]:
-    text = log.read_text() if log.exists() else ""
-    return [line.split()[1] for line in text.splitlines() if line.startswith("start ")]
-
-
 async def _pause(seconds: float) -> None:
     await asyncio.sleep(seconds)  # the pace of a watch loop, not a synchronisation
-
-
-def quiet_for(log: pathlib.Path, seconds: float) -> collections.abc.Callable[[], bool]:
-    """A check for `until`: every run started has ended, and none started for `seconds`."""
-    seen = {"count": -1, "since": time.monotonic()}
-
-    def check() -> bool:
-        count = len(_starts(log))
-        if count != seen["count"]:
-            seen.update(count=count, since=time.monotonic())
-            return False
-        return count == len(read_spans(log)) and time.monotonic() - seen["since"] >= seconds
-
-    return check
 
 
 async def test_concurrency_cap_holds_across_worker_processes(
