@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 import math
 
-from . import _client, _schedule
+from . import _client, _periodic, _schedule
 from ._clock import Clock
 from ._json import JSON
 from ._periodic import Periodic
@@ -102,3 +102,20 @@ class Keeper:
         body["worker"] = self.worker
         body["written_at"] = now.astimezone(dt.UTC).isoformat()
         return body
+
+
+def start(queue: Queue, worker: str, clock: Clock, keep: bool) -> asyncio.Task[None] | None:
+    """Start keeping the schedules registered for the queue's root (if `keep` and any)."""
+    schedules = _periodic.registered(queue.root) if keep else []
+    if not schedules:
+        return None
+    return asyncio.create_task(
+        Keeper(queue, schedules, worker, clock).run(), name="fsjobs:periodic"
+    )
+
+
+async def stop(task: asyncio.Task[None] | None) -> None:
+    """Stop keeping them (a push under way completes in its I/O thread)."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -21,13 +21,12 @@ import typing
 from collections import deque
 from collections.abc import Sequence
 
-from . import _ids, _names, _periodic
+from . import _ids, _names, _periodic_runner
 from ._attempt import ProgressWriter, Runner
 from ._clock import Clock, to_ms
 from ._gate import Gate
 from ._inotify import Watcher
 from ._pacing import Heartbeat, Publisher
-from ._periodic_runner import Keeper
 from ._text import printable
 from ._wakeups import Waker, io_pool, signals
 from .doctor import mount_problems
@@ -158,10 +157,9 @@ class Worker:
             self.max_poll_interval = IDLE_POLL_NETWORK if network else IDLE_POLL_LOCAL
         self._heartbeat = heartbeat = Heartbeat(self.store, hb_fd, self.lease / 6)
         heartbeat.start()
-        schedules = _periodic.registered(self.queue.root) if self.periodic else []
-        keeper = None
-        if schedules and not until_empty:
-            keeper = asyncio.create_task(Keeper(self.queue, schedules, self.id, self.clock).run())
+        keeper = _periodic_runner.start(
+            self.queue, self.id, self.clock, self.periodic and not until_empty
+        )
         bell = await self.queue.io(self.store.watch, self.queues)
         if bell is not None:
             asyncio.get_running_loop().add_reader(bell.fd, self._on_bell, bell, waker)
@@ -214,8 +212,7 @@ class Worker:
                     continue
                 await self._wait_for_change(waker, min(delay, self._gate.wake_in() or delay))
         finally:
-            if keeper is not None:
-                keeper.cancel()
+            await _periodic_runner.stop(keeper)
             if bell is not None:
                 asyncio.get_running_loop().remove_reader(bell.fd)
                 bell.close()
