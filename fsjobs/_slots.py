@@ -207,8 +207,11 @@ def _free_stale(
     try:
         with tree.dirs.child(sfd, name) as kfd:
             os.unlink(entry, dir_fd=kfd)
-    except (FileNotFoundError, StoreError):
+    except FileNotFoundError:
         return False  # freed by its owner or another rescuer meanwhile
+    except OSError as exc:  # not a file (planted?): fsck reports it; the slot stays
+        logger.warning("slot %s: its owner %s cannot be removed: %s", name, entry, exc)
+        return False
     try:
         os.rmdir(name, dir_fd=sfd)
     except OSError:

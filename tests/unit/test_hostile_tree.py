@@ -297,6 +297,16 @@ def test_plantings_in_flow_control_and_schedules(
     check_planting(template_root, rel, kind)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("prefix", ["queues/emails/slots/0/w-old.", "queues/emails/rate/"])
+def test_plantings_at_a_slot_owner_and_a_rate_token(
+    prefix: str, kind: str, template: tuple[pathlib.Path, list[str]]
+) -> None:
+    template_root, paths = template
+    (rel,) = [p for p in paths if p.startswith(prefix) and p.count("/") == 4]
+    check_planting(template_root, rel, kind)
+
+
 def test_the_template_holds_a_slot_owner_and_a_rate_token(
     template: tuple[pathlib.Path, list[str]],
 ) -> None:
