@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from ._clock import Clock
 from ._text import printable
+from ._wakeups import Wakeable
 from .store import Claim, Ending, FlowState, Outcome, Slot, Store
 
 logger = logging.getLogger("fsjobs.worker")
@@ -45,6 +46,14 @@ class Gate:
         #: queues whose slots were all taken at the last try
         self._full: set[str] = set()
         self._told: dict[str, str] = {}
+        #: wake-ups that may mean a pause ended (a bell, a push or resume in this process),
+        #: and how many of them each paused queue's last look has seen
+        self._nudges = 0
+        self._nudges_seen: dict[str, int] = {}
+
+    def nudger(self, waker: Wakeable) -> Wakeable:
+        """A waker that also makes the next listing of a paused queue look afresh."""
+        return _Nudger(self, waker)
 
     # -- in the I/O threads ----------------------------------------------------------------
 
@@ -52,6 +61,10 @@ class Gate:
         """Look at the queue's flow files (cached 100 ms), then promote and list unless paused."""
         first = queue not in self._states  # a new worker looks afresh: no one else's cache
         state = self.store.flow(queue, max_age=0.0) if first else self.store.flow(queue)
+        if state.blocked and self._nudges_seen.get(queue) != self._nudges:
+            # Woken since the look that found it paused: maybe by its resume.
+            self._nudges_seen[queue] = self._nudges
+            state = self.store.flow(queue, max_age=0.0)
         with self._lock:
             self._states[queue] = state
             if state.problem is not None and self._told.get(queue) != state.problem:
@@ -150,3 +163,13 @@ class Gate:
         now = self.clock.monotonic()
         ends = [t - now for t in self._spent.values() if t > now]
         return min(ends) if ends else None
+
+
+class _Nudger:
+    def __init__(self, gate: Gate, waker: Wakeable) -> None:
+        self.gate = gate
+        self.waker = waker
+
+    def wake(self) -> None:
+        self.gate._nudges += 1
+        self.waker.wake()

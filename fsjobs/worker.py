@@ -28,7 +28,7 @@ from ._gate import Gate
 from ._inotify import Watcher
 from ._pacing import Heartbeat, Publisher
 from ._text import printable
-from ._wakeups import Waker, io_pool, signals
+from ._wakeups import Wakeable, Waker, io_pool, signals
 from .doctor import mount_problems
 from .errors import StoreFull
 from .queue import Queue
@@ -148,7 +148,7 @@ class Worker:
         )
         self._runner = Runner(self.queue, self.clock, self.allow_import, self._threads)
         self._waker = waker = Waker()
-        signals.on_push(self.queue.root, waker)
+        signals.on_push(self.queue.root, nudge := self._gate.nudger(waker))
         lock_fd, hb_fd = await self.queue.io(self.store.register_worker, self.id)
         if self.max_poll_interval is None:
             # Another host's push rings no inotify bell here: on a network
@@ -162,7 +162,7 @@ class Worker:
         )
         bell = await self.queue.io(self.store.watch, self.queues)
         if bell is not None:
-            asyncio.get_running_loop().add_reader(bell.fd, self._on_bell, bell, waker)
+            asyncio.get_running_loop().add_reader(bell.fd, self._on_bell, bell, nudge)
         started = self.clock.monotonic()
         installed = self._install_signals() if not until_empty else []
         logger.info(
@@ -228,7 +228,7 @@ class Worker:
             self._waker = self._heartbeat = None
 
     @staticmethod
-    def _on_bell(bell: Watcher, waker: Waker) -> None:
+    def _on_bell(bell: Watcher, waker: Wakeable) -> None:
         """A job landed in a watched directory (pushed by another process on this host)."""
         bell.drain()
         waker.wake()

@@ -420,3 +420,38 @@ async def test_a_spent_rate_holds_claims_until_the_next_window(root: pathlib.Pat
         assert await run == 6
     finally:
         queue.close()
+
+
+@pytest.mark.asyncio
+async def test_a_resume_wakes_a_worker_that_looked_a_moment_ago(root: pathlib.Path) -> None:
+    """
+    The look is cached for 100 ms of the store's clock, which stands still here: only
+    the wake-up of the resume (an in-process push signal, or the inotify bell of
+    another process on this host) makes the worker look again at a paused queue.
+    """
+    clock = ManualClock()
+    queue = fsjobs.Queue(root, staleness=0, clock=clock)
+    other = fsjobs.Queue(root, staleness=0)  # another store, with a cache of its own
+    done = asyncio.Event()
+
+    @queue.task(name=name())
+    def work() -> None:
+        done.set()
+
+    try:
+        await queue.pause()
+        job_id = await work.enqueue()
+        worker = Worker(queue, clock=clock)
+        running = asyncio.create_task(worker.run())
+        while "default" not in worker._gate._states:  # the worker's first look
+            await asyncio.sleep(0.01)
+        assert worker._gate.paused("default")
+        assert await other.resume()
+        async with asyncio.timeout(HANG_GUARD):
+            await done.wait()
+        worker.stop()
+        await running
+        assert (await queue.get(job_id)).status is JobStatus.COMPLETED
+    finally:
+        queue.close()
+        other.close()
