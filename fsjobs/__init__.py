@@ -16,6 +16,7 @@ from .errors import DependencyFailed as DependencyFailed
 from .errors import FormatError as FormatError
 from .errors import FsJobsError as FsJobsError
 from .errors import InvalidJob as InvalidJob
+from .errors import InvalidSettings as InvalidSettings
 from .errors import JobCancelled as JobCancelled
 from .errors import JobFailed as JobFailed
 from .errors import JobNotDone as JobNotDone
@@ -39,6 +40,7 @@ from .states import Event as Event
 from .states import JobPage as JobPage
 from .states import JobState as JobState
 from .states import JobStatus as JobStatus
+from .states import QueueInfo as QueueInfo
 from .states import WorkflowState as WorkflowState
 from .states import WorkflowStatus as WorkflowStatus
 from .sync_queue import SyncQueue as SyncQueue
@@ -62,6 +64,7 @@ __all__ = [
     "FormatError",
     "FsJobsError",
     "InvalidJob",
+    "InvalidSettings",
     "Job",
     "JobCancelled",
     "JobFailed",
@@ -74,6 +77,7 @@ __all__ = [
     "PublishFailed",
     "PushError",
     "Queue",
+    "QueueInfo",
     "ResultNotSerializable",
     "Retry",
     "StoreError",

@@ -26,11 +26,12 @@ from ._json import JSON
 from ._names import Marker
 from ._paths import Parts
 from ._read import restore_folder, segments_at
+from ._spec import job_from_spec, unknown_spec_keys
 from ._transitions import Where
 from ._tree import Tree, path, record
 from .errors import CorruptRecord, FormatError, InvalidJob, StoreError
 from .journal import RecordType
-from .model import Job, job_from_spec, unknown_spec_keys
+from .model import Job
 
 logger = logging.getLogger("fsjobs.store")
 

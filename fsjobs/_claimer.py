@@ -1,8 +1,9 @@
 """
 `Claimer`: how one worker takes jobs. It keeps a cached head listing per
-queue, takes turns among the queues, claims in batches (one I/O hop each) and
-stops claiming for a while when the disk is full or outcomes cannot be
-published. The worker decides when to call it and runs what it returns.
+queue, takes turns among the queues, claims in batches (one I/O hop each),
+through the `Gate` of its queues' pause and caps, and stops claiming for a
+while when the disk is full or outcomes cannot be published. The worker
+decides when to call it and runs what it returns.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from collections import deque
 from collections.abc import Callable, Mapping
 
 from ._clock import Clock
+from ._gate import Gate
 from ._text import printable
 from ._wakeups import io_pool
 from .errors import StoreFull
 from .queue import Queue
-from .store import Claim, Ending, Outcome
+from .store import Claim
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +45,17 @@ class Claimer:
         worker_id: str,
         queues: list[str],
         queue_limits: Mapping[str, int],
+        gate: Gate,
         *,
         clock: Clock,
         poll_interval: float,
         listing_size: int,
     ) -> None:
         self.queue = queue
-        self.store = queue.store
         self.worker_id = worker_id
         self.queues = queues
         self.queue_limits = queue_limits
+        self.gate = gate
         self.clock = clock
         self.poll_interval = poll_interval
         self.listing_size = listing_size
@@ -117,16 +120,14 @@ class Claimer:
                 if relisted and since < self.poll_interval and not listing:
                     return []
                 listing.clear()
-                listing.extend(
-                    await self.queue.io(self.store.promote_and_list, queue, self.listing_size)
-                )
+                listing.extend(await self.queue.io(self.gate.listing, queue, self.listing_size))
                 self._listed_at[queue] = now
-            if self.paused():  # paused while we listed (say, a publish just failed)
+            if self.paused() or self.gate.closed(queue):  # e.g. a publish just failed
                 return []
             if listing:
                 claims = await self._claim_batch(queue, want, listing)
-                if claims or self.paused():
-                    return claims  # or the disk is full: stop trying for now
+                if claims or self.paused() or self.gate.held_back(queue):
+                    return claims  # or the disk is full, or caps hold: stop trying for now
         return []
 
     async def _claim_batch(self, queue: str, want: int, listing: deque[str]) -> list[Claim]:
@@ -136,9 +137,7 @@ class Claimer:
         cancelled meanwhile, the claims it won are given back.
         """
         paths = list(listing)
-        hop = asyncio.ensure_future(
-            self.queue.io(self.store.claim_many, queue, paths, self.worker_id, want)
-        )
+        hop = asyncio.ensure_future(self.queue.io(self.gate.claim, queue, paths, want))
         try:
             claims, tried, error = await asyncio.shield(hop)
         except asyncio.CancelledError:
@@ -166,6 +165,4 @@ class Claimer:
             return
         claims = hop.result()[0]
         if claims:
-            io_pool().submit(
-                self.store.finish_many, [(c, Outcome(Ending.GIVE_BACK)) for c in claims]
-            )
+            io_pool().submit(self.gate.give_back, claims)

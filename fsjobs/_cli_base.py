@@ -10,7 +10,9 @@ import math
 import typing
 
 from . import _names
+from .errors import InvalidSettings
 from .model import state_json
+from .queue import Queue
 from .states import JobState
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_PROBLEMS = 0, 1, 2, 3, 4
@@ -86,3 +88,22 @@ def queue_list(text: str) -> list[str]:
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     return names
+
+
+async def flow_notes(queue: Queue, names: typing.Iterable[str]) -> list[str]:
+    """A line for each of these queues that is paused or capped (for stderr, after a listing)."""
+    notes = []
+    for name in sorted(set(names)):
+        try:
+            info = await queue.info(name)
+        except InvalidSettings as exc:
+            notes.append(f"queue {name} is not served: {exc}")
+            continue
+        caps = [
+            f"{k}={v}" for k, v in (("concurrency", info.concurrency), ("rate", info.rate)) if v
+        ]
+        if info.paused:
+            notes.append(f"queue {name} is paused (fsjobs resume {name})")
+        if caps:
+            notes.append(f"queue {name} is capped: {' '.join(caps)}")
+    return notes

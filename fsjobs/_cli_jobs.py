@@ -23,6 +23,7 @@ from ._cli_base import (
     Handler,
     Subparsers,
     add_parser,
+    flow_notes,
     positive_int,
     positive_seconds,
     state_dict,
@@ -314,9 +315,8 @@ async def _print_new(queue: Queue, job_id: str, epoch: int, offset: int, final: 
 
 
 async def _ls(args: argparse.Namespace) -> int:
-    page = await Queue(args.root).list_jobs(
-        args.status, args.limit, queue=args.queue, cursor=args.cursor
-    )
+    queue = Queue(args.root)
+    page = await queue.list_jobs(args.status, args.limit, queue=args.queue, cursor=args.cursor)
     if args.json:
         print(json.dumps([state_dict(s) for s in page], indent=2))
     else:
@@ -327,6 +327,9 @@ async def _ls(args: argparse.Namespace) -> int:
             )
     if page.next_cursor is not None:  # on stderr: stdout stays a clean listing
         print(f"fsjobs: more jobs follow: --cursor {page.next_cursor}", file=sys.stderr)
+    names = {s.queue for s in page} if args.queue == "*" else {args.queue}
+    for note in await flow_notes(queue, names):
+        print(f"fsjobs: {printable(note)}", file=sys.stderr)
     return EXIT_OK
 
 

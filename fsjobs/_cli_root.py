@@ -73,6 +73,10 @@ async def _stats_command(args: argparse.Namespace) -> int:
         name: {
             "counts": {status.value: n for status, n in info.counts.items() if n},
             "oldest_pending_s": info.oldest_pending_s,
+            "paused": info.info.paused,
+            "concurrency": info.info.concurrency,
+            "rate": info.info.rate,
+            **({"settings_problem": info.settings_problem} if info.settings_problem else {}),
         }
         for name, info in stats.queues.items()
     }
@@ -83,7 +87,10 @@ async def _stats_command(args: argparse.Namespace) -> int:
             counts = "  ".join(f"{s.value}={n}" for s, n in info.counts.items() if n) or "empty"
             age = info.oldest_pending_s
             suffix = "" if age is None else f"  (oldest pending: {age:.1f} s)"
-            print(f"{name}: {counts}{suffix}")
+            flow = info.describe_flow()
+            print(f"{name}: {counts}{suffix}{f'  [{flow}]' if flow else ''}")
+            if info.settings_problem:
+                print(f"  {printable(info.settings_problem)}")
         print(f"workers alive: {stats.workers_alive}")
     return EXIT_OK
 

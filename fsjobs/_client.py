@@ -16,10 +16,11 @@ from collections.abc import Iterable
 
 from . import _names, tasks
 from ._clock import Clock
+from ._queue_settings import Rate, Unset
 from ._wakeups import signals
-from .errors import JobCancelled, JobFailed, JobNotDone, PushError, WaitTimeout
+from .errors import InvalidSettings, JobCancelled, JobFailed, JobNotDone, PushError, WaitTimeout
 from .model import Job
-from .states import JobPage, JobState, JobStatus, WorkflowState
+from .states import JobPage, JobState, JobStatus, QueueInfo, WorkflowState
 from .store import Store
 from .workflow import Workflow
 
@@ -209,7 +210,51 @@ def prune(
     names = [queue or own]
     if names == ["*"]:
         names = store.queues()
-    return sum(store.prune(_names.check_name("queue", n), cutoff, wanted) for n in names)
+    pruned = sum(store.prune(_names.check_name("queue", n), cutoff, wanted) for n in names)
+    store.prune_tick_keys(names, cutoff)  # periodic ticks' keys: only roots that have some
+    return pruned
+
+
+# -- flow control -------------------------------------------------------------------------------
+
+
+def pause(store: Store, own: str, name: str | None) -> bool:
+    """Pause a queue (default `own`); True if this call paused it."""
+    return store.pause(_names.check_name("queue", name or own))
+
+
+def resume(store: Store, own: str, name: str | None) -> bool:
+    """Resume a queue; True if this call resumed it. Wakes this process's idle workers."""
+    done = store.resume(_names.check_name("queue", name or own))
+    if done:
+        signals.pushed(store.root)
+    return done
+
+
+def configure(
+    store: Store,
+    own: str,
+    name: str | None,
+    concurrency: int | Unset | None,
+    rate: str | Unset | None,
+) -> QueueInfo:
+    """Change the caps given (None removes one); the queue's flow control after it."""
+    queue = _names.check_name("queue", name or own)
+    store.configure(queue, concurrency, rate)
+    signals.pushed(store.root)  # idle workers of this process look at the new caps
+    return info(store, own, queue)
+
+
+def info(store: Store, own: str, name: str | None) -> QueueInfo:
+    """A queue's pause and caps, read now; InvalidSettings if its settings file is unusable."""
+    state = store.flow(_names.check_name("queue", name or own), max_age=0)
+    if state.problem is not None:
+        raise InvalidSettings(state.problem)
+    return info_of(state.paused, state.settings.concurrency, state.settings.rate)
+
+
+def info_of(paused: bool, concurrency: int | None, rate: Rate | None) -> QueueInfo:
+    return QueueInfo(paused, concurrency, None if rate is None else str(rate))
 
 
 # -- listing ---------------------------------------------------------------------------------

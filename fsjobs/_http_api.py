@@ -227,12 +227,13 @@ class Api:
         )
 
     async def queues(self, request: Request) -> Response:
-        """``GET /queues``: every queue under the root, with its counts."""
+        """``GET /queues``: every queue under the root, with its counts, pause and caps."""
         stats = await self.queue.io(_stats.collect, self.store)
         return JSONResponse(
             {
                 "queues": [
-                    {"name": name, "counts": _counts(info)} for name, info in stats.queues.items()
+                    {"name": name, "counts": _counts(info), **_flow(info)}
+                    for name, info in stats.queues.items()
                 ]
             }
         )
@@ -243,7 +244,11 @@ class Api:
         return JSONResponse(
             {
                 "queues": {
-                    name: {"counts": _counts(info), "oldest_pending_s": info.oldest_pending_s}
+                    name: {
+                        "counts": _counts(info),
+                        "oldest_pending_s": info.oldest_pending_s,
+                        **_flow(info),
+                    }
                     for name, info in stats.queues.items()
                 },
                 "workers_alive": stats.workers_alive,
@@ -267,6 +272,23 @@ class Api:
         """``POST /jobs/{id}/(cancel|retry|hold|release)``: 200 with the state after it."""
         state = await act(self.settings, request, request.path_params["action"])
         return JSONResponse(state_json(state))
+
+    async def queue_act(self, request: Request) -> Response:
+        """``POST /queues/{q}/(pause|resume)``: 200 with the queue's flow control after it."""
+        name = request.path_params["queue"]
+        changed = await queue_act(self.settings, name, request.path_params["action"])
+        info = await self.queue.info(name)
+        return JSONResponse({"queue": name, "changed": changed, **converter.unstructure(info)})
+
+
+async def queue_act(settings: Settings, name: str, action: str) -> bool:
+    """Pause or resume the queue `name`; whether that changed it (422 for a bad name)."""
+    _check_name_422("queue", name)
+    if action == "pause":
+        return await settings.queue.pause(name)
+    if action == "resume":
+        return await settings.queue.resume(name)
+    raise Problem(404, "not_found", f"no action {printable(action)!r}")
 
 
 async def act(
@@ -305,6 +327,18 @@ async def act(
 
 def _counts(info: _stats.QueueStats) -> dict[str, int]:
     return {status.value: n for status, n in info.counts.items()}
+
+
+def _flow(info: _stats.QueueStats) -> dict[str, JSON]:
+    """A queue's pause and caps (and why its settings cannot be used, if they cannot)."""
+    out: dict[str, JSON] = {
+        "paused": info.info.paused,
+        "concurrency": info.info.concurrency,
+        "rate": info.info.rate,
+    }
+    if info.settings_problem is not None:
+        out["settings_problem"] = info.settings_problem
+    return out
 
 
 async def _stream_file(file: AsyncBufferedReader) -> AsyncIterator[bytes]:

@@ -52,7 +52,8 @@ overflow:auto;max-height:24rem;white-space:pre-wrap;word-break:break-word;margin
 font-weight:600;color:#fff;background:var(--idle)}
 .s-completed{background:var(--ok)}.s-failed,.s-timed_out,.s-corrupt{background:var(--bad)}
 .s-running{background:var(--run)}.s-retrying,.s-held,.s-blocked{background:var(--warn)}
-.s-cancelled{background:#7a828c}
+.s-cancelled{background:#7a828c}.paused{background:var(--warn)}
+form.inline{display:inline;margin:0}
 .bar{height:10px;background:#e4e8ee;border-radius:5px;overflow:hidden;min-width:8rem}
 .bar>span{display:block;height:100%;background:var(--accent);width:0}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:1rem}

@@ -2,7 +2,8 @@
 The dashboard: server-rendered pages at ``/`` and ``/ui/...``.
 
 * ``/``: every queue with its counts per status (each a link to those jobs),
-  live workers, and the newest jobs.
+  whether it is paused (with a Pause or Resume button) and its caps, live
+  workers, and the newest jobs.
 * ``/ui/jobs?status=&queue=&cursor=``: jobs filtered by status and queue, a
   page at a time.
 * ``/ui/jobs/{id}``: one job: its state, a progress bar kept live by the job's
@@ -23,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from . import _ids, _stats
-from ._http_api import act
+from ._http_api import act, queue_act
 from ._http_auth import request_csrf, signed_in_by_cookie
 from ._http_base import Problem, Settings, job_id_of, root_path
 from ._http_html import badge, esc, hidden_csrf, page, pretty, query, when
@@ -101,6 +102,7 @@ class Pages:
 
     async def overview(self, request: Request) -> Response:
         base = root_path(request)
+        csrf = request_csrf(self.settings, request)
         stats = await self.queue.io(_stats.collect, self.queue.store)
         head = "".join(f'<th class="n">{esc(s.value.replace("_", " "))}</th>' for s in COLUMNS)
         rows = []
@@ -118,11 +120,12 @@ class Pages:
             rows.append(
                 f'<tr><td><a href="{query(f"{base}/ui/jobs", queue=name)}">{esc(name)}</a></td>'
                 f"{''.join(cells)}"
-                f'<td class="n">{"" if age is None else f"{age:.1f} s"}</td></tr>'
+                f'<td class="n">{"" if age is None else f"{age:.1f} s"}</td>'
+                f"<td>{_flow_cell(base, name, info, csrf)}</td></tr>"
             )
         queues = (
-            f'<table><tr><th>queue</th>{head}<th class="n">oldest pending</th></tr>'
-            f"{''.join(rows)}</table>"
+            f'<table><tr><th>queue</th>{head}<th class="n">oldest pending</th>'
+            f"<th>flow</th></tr>{''.join(rows)}</table>"
             if rows
             else '<p class="muted">No queue yet: nothing was pushed under this root.</p>'
         )
@@ -250,6 +253,35 @@ class Pages:
         if note:
             target += "?" + urllib.parse.urlencode({"note": note})
         return RedirectResponse(target, 303)
+
+    async def queue_action(self, request: Request) -> Response:
+        """A queue's Pause or Resume button: the action, then back to the overview (303)."""
+        base = root_path(request)
+        await queue_act(self.settings, request.path_params["queue"], request.path_params["action"])
+        return RedirectResponse(f"{base}/", 303)
+
+
+def _flow_cell(base: str, name: str, info: _stats.QueueStats, csrf: str | None) -> str:
+    """Paused or not (with the button that changes it), its caps, or why it is not served."""
+    flow = info.info
+    action, label = ("resume", "Resume") if flow.paused else ("pause", "Pause")
+    state = '<span class="badge paused">paused</span> ' if flow.paused else ""
+    caps = " ".join(
+        f"{key}={value}"
+        for key, value in (("concurrency", flow.concurrency), ("rate", flow.rate))
+        if value is not None
+    )
+    problem = ""
+    if info.settings_problem:
+        why = esc(info.settings_problem)
+        problem = f' <span class="badge s-failed" title="{why}">settings unusable</span>'
+
+    form = (
+        f'<form class="inline" method="post" action="{esc(base)}/ui/queues/{esc(name)}/{action}">'
+        f'{hidden_csrf(csrf)}<button type="submit" name="action" value="{action}">{label}'
+        "</button></form>"
+    )
+    return f"{state}{esc(caps)}{problem} {form}"
 
 
 def _jobs_table(base: str, states: list[JobState]) -> str:

@@ -40,6 +40,10 @@ ATTEMPTS, UPLOADS, OUTPUTS = "attempts", "uploads", "outputs"
 RESULT_FILE = "result.json"
 CANCEL = "cancel"
 FORMAT_FILE, FORMAT_LOCK = "fsjobs.json", "fsjobs.lock"
+#: flow control: a queue's pause file, settings file, concurrency slots and rate tokens
+PAUSED, SETTINGS, SLOTS, RATE = "paused", "settings.json", "slots", "rate"
+#: the schedules workers keep, one ``<name>.json`` each (a top directory)
+PERIODIC = "periodic"
 #: format 1 kept a job's segments in this subfolder; `fsjobs migrate` moves them up
 FORMAT1_JOURNAL = "journal"
 

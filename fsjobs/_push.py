@@ -46,12 +46,13 @@ from . import _depends, _durable, _ids, _names, _transitions, _unique, _uploads,
 from ._clock import to_ms
 from ._json import JSON
 from ._paths import Parts
+from ._spec import spec_of
 from ._transitions import Location, Where
 from ._tree import Tree, path, record
 from ._uploads import UploadStage
 from .errors import InvalidJob
 from .journal import RecordType
-from .model import Job, spec_of
+from .model import Job
 from .states import JobStatus
 
 logger = logging.getLogger("fsjobs.store")
@@ -369,7 +370,7 @@ def _push_unique(tree: Tree, key: str, s: Staged, parts: Parts) -> str:
         if tree.durable:
             _durable.fsync_dir(tmp_fd)
     except BaseException:
-        _durable.unlink_quiet(tmp_fd, staging)  # not committed: nobody needs it
+        _unique.give_up(tree, key, staging)  # not committed (unless the error came after)
         raise
     finally:
         os.close(lock_fd)

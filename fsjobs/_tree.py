@@ -43,20 +43,30 @@ DOORBELLS = (Where.WAITING, Where.PENDING)
 #: errors that mean a directory (or a name in it) is not there any more
 _GONE = (errno.ENOENT, errno.ESTALE)
 TOP_DIRS = frozenset(
-    {_names.JOBS, _names.QUEUES, _names.UNIQUE, _names.WORKERS, _names.TMP, _names.WORKFLOWS}
+    {
+        _names.JOBS,
+        _names.QUEUES,
+        _names.UNIQUE,
+        _names.WORKERS,
+        _names.TMP,
+        _names.WORKFLOWS,
+        _names.PERIODIC,
+    }
 )
 _STATE_DIRS = frozenset({*(w.value for w in Where), _names.RELEASING})
-#: Every entry a queue's directory may hold: its state directories (files and
-#: folders of optional features join this set when they land).
-QUEUE_ENTRIES: frozenset[str] = _STATE_DIRS
+#: the directories of flow control in a queue (slots and rate tokens): never removed either
+FLOW_DIRS = frozenset({_names.SLOTS, _names.RATE})
+#: Every entry a queue's directory may hold: its state directories, and the files
+#: and folders of flow control (the pause, the settings, slots and rate tokens).
+QUEUE_ENTRIES: frozenset[str] = _STATE_DIRS | FLOW_DIRS | {_names.PAUSED, _names.SETTINGS}
 
 
 def _never_removed(parts: Parts) -> bool:
-    """The top directories, each queue's directory, and its state directories."""
+    """The top directories, each queue's directory, its state and flow directories."""
     if len(parts) == 1:
         return parts[0] in TOP_DIRS
     return parts[0] == _names.QUEUES and (
-        len(parts) == 2 or (len(parts) == 3 and parts[2] in _STATE_DIRS)
+        len(parts) == 2 or (len(parts) == 3 and parts[2] in _STATE_DIRS | FLOW_DIRS)
     )
 
 

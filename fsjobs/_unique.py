@@ -11,6 +11,11 @@ locked waits (bounded); one that can take the lock knows the pusher died and
 fences its staging marker by renaming it to ``tmp/dead.*`` (one winner against
 the commit rename). Completion never touches ``unique/``: a key is free when its
 newest owner is final.
+
+A periodic tick's key (``periodic:...``, see `_schedule`) is the exception: it
+stays taken once a job committed under it, whatever that job's status, even
+after the job is pruned. Only a fenced staging marker (``tmp/dead.<staging>``,
+left by the rival that fenced it or by the pusher that gave up) frees it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import re
 import secrets
 import time
 
-from . import _durable, _ids, _json, _names, _read
+from . import _durable, _ids, _json, _names, _read, _schedule
 from ._paths import Parts
 from ._tree import Tree, path
 from .errors import StoreError, UniqueKeyBusy
@@ -59,7 +64,8 @@ def take(tree: Tree, key: str, job_id: str, queue: str, staging: str) -> str:
                     owner_id, owner_staging = owner
                     if owner == (job_id, staging):  # our own link (or its retransmission)
                         return job_id
-                    state = _owner_state(tree, owner_id, owner_staging)
+                    sticky = _schedule.is_tick_key(key)
+                    state = _owner_state(tree, owner_id, owner_staging, sticky=sticky)
                     if state == "live":
                         return owner_id
                     if state == "staging":
@@ -135,8 +141,12 @@ def _link_generation(
     return True
 
 
-def _owner_state(tree: Tree, owner_id: str, staging: str) -> str:
-    """'staging' (its push is alive and not committed), 'live' (unfinished) or 'gone'."""
+def _owner_state(tree: Tree, owner_id: str, staging: str, *, sticky: bool = False) -> str:
+    """
+    'staging' (its push is alive and not committed), 'live' (unfinished) or
+    'gone'. With `sticky` (a tick's key), 'live' once the push committed,
+    whatever became of the job: 'gone' only if its staging marker was fenced.
+    """
     tmp_fd = tree.dirs.cached((_names.TMP,))
     try:
         fd = _durable.open_lock_file(tmp_fd, staging, create=False)
@@ -154,10 +164,41 @@ def _owner_state(tree: Tree, owner_id: str, staging: str) -> str:
                 pass
         finally:
             os.close(fd)
+    if sticky:
+        return "gone" if _durable.exists(tmp_fd, f"dead.{staging}") else "live"
     status = _read.status_of(tree, owner_id)
     if status is None or status.is_final:
         return "gone"
     return "live"
+
+
+def give_up(tree: Tree, key: str, staging: str) -> None:
+    """
+    A push that will not commit its staging marker: remove it; for a tick's key,
+    fence it instead (``tmp/dead.<staging>`` is what frees such a key).
+    """
+    tmp_fd = tree.dirs.cached((_names.TMP,))
+    if not _schedule.is_tick_key(key):
+        _durable.unlink_quiet(tmp_fd, staging)
+        return
+    try:
+        os.rename(staging, f"dead.{staging}", src_dir_fd=tmp_fd, dst_dir_fd=tmp_fd)
+    except OSError:
+        pass  # committed, or fenced by a rival already
+
+
+def key_of(key_fd: int, gen: str) -> tuple[str, str, str] | None:
+    """(key, owner id, queue) a generation names; None if it does not hold them."""
+    try:
+        data = _json.loads(_durable.read_file(key_fd, gen, 64 * 1024))
+    except (OSError, ValueError, UnicodeDecodeError, StoreError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    key, owner, queue = data.get("key"), data.get("id"), data.get("queue")
+    if isinstance(key, str) and isinstance(owner, str) and isinstance(queue, str):
+        return key, owner, queue
+    return None
 
 
 def commit(tree: Tree, staging: str, parts: Parts, name: str) -> None:

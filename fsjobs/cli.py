@@ -5,7 +5,7 @@ The root comes from ``--root`` (before or after the command's name) or
 ``FSJOBS_ROOT``. Read commands take ``--json``. Errors are one line on stderr,
 never a traceback. Text that comes from jobs or from the disk is printed
 escaped (`fsjobs._text.printable`). The commands live by kind in ``_cli_jobs``,
-``_cli_root`` and ``_cli_run``.
+``_cli_root``, ``_cli_run`` and ``_cli_flow``.
 
 Exit codes:
   0  success
@@ -26,7 +26,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from . import _cli_jobs, _cli_root, _cli_run
+from . import _cli_flow, _cli_jobs, _cli_root, _cli_run
 from ._cli_base import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_USAGE, Handler
 from ._cli_run import ModuleMissing
 from ._text import printable
@@ -57,7 +57,7 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     handlers: dict[str, Handler] = {}
-    for module in (_cli_run, _cli_jobs, _cli_root):
+    for module in (_cli_run, _cli_jobs, _cli_root, _cli_flow):
         handlers.update(module.add_commands(sub))
     sub.add_parser("demo", help="run a demo on a temporary directory")
     return top, handlers

@@ -6,6 +6,7 @@ built-in, from that built-in too::
 
     FsJobsError
     ├── InvalidJob (ValueError)          a job, name or option was refused; nothing was written
+    ├── InvalidSettings (ValueError)     a queue setting or schedule was refused, or is unreadable
     ├── UnknownTask (LookupError)        no task of that name is registered in this process
     ├── JobNotFound (LookupError)        no job with that id under the root
     ├── JobNotDone                       result() of a job that is not final yet
@@ -51,6 +52,10 @@ class FsJobsError(Exception):
 
 class InvalidJob(FsJobsError, ValueError):
     """The job or one of its options is invalid; nothing was written."""
+
+
+class InvalidSettings(FsJobsError, ValueError):
+    """A queue setting (concurrency, rate) or a schedule is invalid; nothing was written."""
 
 
 class UnknownTask(FsJobsError, LookupError):

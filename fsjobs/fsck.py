@@ -17,7 +17,9 @@ the workers and ``tmp/``, and reports each violation as a `Problem`. With
   completed (or one failed), taking over dependency checks left by dead actors;
 * removes, once older than the horizon, staging files of dead pushers (and
   the upload folders of dead HTTP requests), job folders that were never
-  published, and lock files of dead workers.
+  published, and lock files of dead workers;
+* frees the concurrency slots of dead workers, removes old rate windows and
+  unreadable schedule files (see `_fsck_flow`).
 
 Everything else (a job in two states, two unfinished jobs with one unique key,
 damage in a running or final job, symlinks, FIFOs and other planted entries) is
@@ -42,6 +44,7 @@ import attrs
 from . import _durable, _ids, _names, _unique
 from ._depends import check_root as check_dependencies
 from ._deptree import LOCK_PREFIX, STEP_PREFIX
+from ._fsck_flow import FlowChecks
 from ._fsck_jobs import JobChecks, Seen
 from ._names import Marker
 from ._paths import Parts
@@ -100,7 +103,7 @@ def fsck(
     return _Checker(store, repair, horizon, settle).run()
 
 
-class _Checker(JobChecks):
+class _Checker(JobChecks, FlowChecks):
     def __init__(self, store: Store, repair: bool, horizon: float, settle: float) -> None:
         self.store = store
         self.tree: Tree = store.tree
@@ -130,6 +133,7 @@ class _Checker(JobChecks):
         jobs = self.step(_names.JOBS, self.walk_jobs) or 0
         self.check_markers()
         self.step(_names.UNIQUE, self.check_unique_keys)
+        self.step(_names.PERIODIC, self.check_periodic)
         self.step(_names.TMP, self.check_tmp)
         self.step(_names.WORKERS, self.check_workers)
         count = sum(len(v) for v in self.markers.values())
@@ -225,10 +229,12 @@ class _Checker(JobChecks):
 
     def walk_queue(self, queue: str) -> None:
         tree = self.tree
-        for name in self.entries(tree.queue_dir(queue)):
+        names = self.entries(tree.queue_dir(queue))
+        for name in names:
             if name not in QUEUE_ENTRIES:
                 where = path(tree.queue_dir(queue), name)
                 self.report("foreign-file", where, "not a state of the queue (a newer fsjobs'?)")
+        self.check_flow(queue, names)
         for where, levels in ((Where.WAITING, 2), (Where.PENDING, 3)):
             for parts in self.buckets(tree.queue_dir(queue, where), levels):
                 for name in self.entries(parts, dirs=False):

@@ -22,7 +22,8 @@ Routes (JSON in and out; every error is ``{"error": code, "message": text}``):
                                             and on each change, until a final state
 ``POST /jobs/{id}/cancel|retry|hold|release``  as the Queue methods; 200 with the state after
 ``GET /jobs?status=&queue=&limit=&cursor=``  a page of jobs, newest first, and ``next_cursor``
-``GET /queues``, ``GET /stats``             counts per queue and status
+``GET /queues``, ``GET /stats``             counts per queue and status, pauses and caps
+``POST /queues/{q}/pause|resume``           pause or resume a queue; 200 with its pause and caps
 ``GET /metrics``, ``GET /health``           Prometheus text; liveness
 ``/``, ``/ui/...``, ``/login``              the dashboard and its sign-in form
 ==========================================  ===================================================
@@ -99,12 +100,14 @@ def create_app(
         Route("/jobs/{id}/logs", api.logs, methods=["GET"]),
         Route("/jobs/{id}/{action}", api.act, methods=["POST"]),
         Route("/queues", api.queues, methods=["GET"]),
+        Route("/queues/{queue}/{action}", api.queue_act, methods=["POST"]),
         Route("/stats", api.stats, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/", pages.overview, methods=["GET"]),
         Route("/ui/jobs", pages.jobs, methods=["GET"]),
         Route("/ui/jobs/{id}", pages.job, methods=["GET"]),
         Route("/ui/jobs/{id}/{action}", pages.action, methods=["POST"]),
+        Route("/ui/queues/{queue}/{action}", pages.queue_action, methods=["POST"]),
     ]
     handlers: dict[typing.Any, typing.Any] = {
         Problem: _problem,

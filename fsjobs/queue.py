@@ -18,14 +18,15 @@ import types
 import typing
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from . import _client, tasks
+from . import _client, _periodic, tasks
 from ._client import DEFAULT_PRUNE as DEFAULT_PRUNE
 from ._clock import SYSTEM_CLOCK, Clock
 from ._json import JSON
+from ._queue_settings import UNSET, Unset
 from ._wakeups import Waker, io_pool, signals
 from .errors import WaitTimeout
 from .model import Job
-from .states import Event, JobPage, JobState, JobStatus, WorkflowState
+from .states import Event, JobPage, JobState, JobStatus, QueueInfo, WorkflowState
 from .workflow import Workflow
 
 T = typing.TypeVar("T")
@@ -100,6 +101,38 @@ class Queue:
         to a job that names the task without setting them.
         """
         return tasks.make_task_decorator(self, name=name, options=options)
+
+    def periodic(
+        self,
+        cron: str | None = None,
+        *,
+        every: dt.timedelta | float | None = None,
+        name: str | None = None,
+        timezone: str = "UTC",
+        catch_up: bool = False,
+        queue: str | None = None,
+        **options: typing.Any,
+    ) -> Callable[[Callable[P, R]], tasks.Task[P, R]]:
+        """
+        Register a task that runs on a schedule: `cron` text (evaluated in
+        `timezone`) or `every` (a timedelta or whole seconds >= 1, ticks at
+        multiples of it since the Unix epoch). Every `Worker.run` of this root
+        that imported it keeps the schedule; each tick is pushed once, across
+        all workers and hosts, as a job of `queue` (default: this queue) with
+        ``scheduled_at`` = the tick. A tick missed while no worker ran is not
+        run later, unless `catch_up` (then the latest missed one is). `name`
+        names the task and its schedule; other options are the task's.
+        """
+        return _periodic.make_decorator(
+            self,
+            cron,
+            every=every,
+            name=name,
+            timezone=timezone,
+            catch_up=catch_up,
+            queue=queue,
+            options=options,
+        )
 
     # -- push -------------------------------------------------------------------
 
@@ -289,3 +322,37 @@ class Queue:
     async def counts(self, *, queue: str | None = None) -> dict[JobStatus, int]:
         """How many jobs of this queue (or `queue`, ``"*"`` for all) are in each status."""
         return await self.io(_client.counts, self.store, self.name, queue)
+
+    # -- flow control ---------------------------------------------------------------
+
+    async def pause(self, name: str | None = None) -> bool:
+        """
+        Pause a queue (default: this one): workers on every host stop claiming
+        from it within about 100 ms; running jobs finish; pushes still succeed.
+        True if this call paused it (False: it was paused already).
+        """
+        return await self.io(_client.pause, self.store, self.name, name)
+
+    async def resume(self, name: str | None = None) -> bool:
+        """Resume a paused queue (default: this one). True if this call resumed it."""
+        return await self.io(_client.resume, self.store, self.name, name)
+
+    async def configure(
+        self,
+        name: str | None = None,
+        *,
+        concurrency: int | Unset | None = UNSET,
+        rate: str | Unset | None = UNSET,
+    ) -> QueueInfo:
+        """
+        Cap a queue (default: this one) across all workers and hosts: at most
+        `concurrency` of its jobs running at once, at most `rate` claims per
+        window (``"N/s"``, ``"N/m"`` or ``"N/h"``). Only the caps given change;
+        None removes one. Raises InvalidSettings (a ValueError) for a bad value.
+        Returns the queue's flow control after the change.
+        """
+        return await self.io(_client.configure, self.store, self.name, name, concurrency, rate)
+
+    async def info(self, name: str | None = None) -> QueueInfo:
+        """A queue's flow control (default: this one): paused, concurrency and rate caps."""
+        return await self.io(_client.info, self.store, self.name, name)

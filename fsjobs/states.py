@@ -265,3 +265,18 @@ class JobPage(list[JobState]):
     def cut(self) -> bool:
         """True when more jobs follow on later pages."""
         return self.next_cursor is not None
+
+
+@attrs.frozen
+class QueueInfo:
+    """
+    A queue's flow control, as `Queue.info` returns it: whether it is paused,
+    and its caps across all workers and hosts (None: no cap).
+    """
+
+    #: Workers claim nothing from a paused queue (`Queue.pause`); pushes still succeed.
+    paused: bool = False
+    #: At most this many of its jobs run at once (`Queue.configure`).
+    concurrency: int | None = None
+    #: At most this many claims per window, as ``"N/s"``, ``"N/m"`` or ``"N/h"``.
+    rate: str | None = None

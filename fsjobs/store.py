@@ -18,6 +18,8 @@ once:
 `_operate`              cancel, hold, release, retry, prune
 `_depends`, `_deptree`  dependencies: blocked jobs released (or cancelled) once
 `_workflows`            workflows: a graph of jobs pushed all or nothing
+`_flow`, `_slots`       pause, caps, claims within them (slots, rate tokens)
+`_ticks`                periodic schedules' files and their ticks' keys
 ======================  =========================================================
 
 The rules that make it safe with many processes and many hosts: state lives in
@@ -44,6 +46,7 @@ from . import (
     _deptree,
     _durable,
     _finish,
+    _flow,
     _format,
     _inotify,
     _listing,
@@ -53,14 +56,20 @@ from . import (
     _operate,
     _push,
     _read,
+    _slots,
+    _ticks,
     _uploads,
     _workflows,
 )
 from ._claim import Claim
 from ._clock import SYSTEM_CLOCK, Clock
 from ._finish import Outcome
+from ._flow import FlowState
 from ._json import JSON
 from ._names import Marker
+from ._queue_settings import QueueSettings, Rate, Unset
+from ._schedule import Schedule
+from ._slots import Limited, Slot
 from ._transitions import Ending, Where
 from ._tree import Tree
 from ._uploads import UploadStage
@@ -68,7 +77,7 @@ from .model import Job
 from .states import Event, JobPage, JobState, JobStatus, WorkflowState
 from .workflow import Workflow
 
-__all__ = ["Claim", "Ending", "Outcome", "Store", "UploadStage"]
+__all__ = ["Claim", "Ending", "FlowState", "Limited", "Outcome", "Slot", "Store", "UploadStage"]
 
 logger = logging.getLogger("fsjobs.store")
 
@@ -98,6 +107,8 @@ class Store:
         self.root = self.tree.root
         self.clock = clock
         self._leases = _liveness.Leases()
+        self._looks = _flow.Looks()
+        self._slot_watch = _slots.SlotWatch()
 
     def open(self) -> None:
         """Create the root and its format file now (they are otherwise made by the first write)."""
@@ -350,6 +361,62 @@ class Store:
 
     def prune(self, queue: str, cutoff: dt.datetime, statuses: Iterable[JobStatus]) -> int:
         return _operate.prune(self.tree, queue, cutoff, statuses)
+
+    # -- flow control: pause, caps, slots, rate tokens ----------------------------------------
+
+    def pause(self, queue: str) -> bool:
+        """Pause `queue` (workers stop claiming from it); True if this call paused it."""
+        return _flow.pause(self.tree, self._looks, queue)
+
+    def resume(self, queue: str) -> bool:
+        """Resume `queue`; True if this call resumed it."""
+        return _flow.resume(self.tree, self._looks, queue)
+
+    def configure(
+        self,
+        queue: str,
+        concurrency: int | Unset | None,
+        rate: str | Rate | Unset | None,
+    ) -> QueueSettings:
+        """Change the given caps of `queue` (None removes one); returns all of them."""
+        return _flow.configure(self.tree, self._looks, queue, concurrency, rate)
+
+    def flow(self, queue: str, max_age: float = _flow.LOOK_INTERVAL) -> FlowState:
+        """The queue's pause and caps, looked at afresh at most every `max_age` seconds."""
+        return _flow.look(self.tree, self._looks, queue, max_age)
+
+    def claim_limited(
+        self, queue: str, paths: Sequence[str], worker: str, want: int, settings: QueueSettings
+    ) -> Limited:
+        """`claim_many` within a queue's caps: a slot and a rate token before each claim."""
+        return _slots.claim_limited(self.tree, self._looks, queue, paths, worker, want, settings)
+
+    def free_slot(self, slot: Slot) -> bool:
+        return _slots.free_slot(self.tree, slot)
+
+    def slots_held_by(self, queue: str, worker: str) -> list[Slot]:
+        return _slots.held_by(self.tree, queue, worker) if self.tree.for_reading() else []
+
+    def rescue_slots(self, queue: str, me: str, lease: float | None = None) -> list[str]:
+        """Free the slots of dead or silent workers, and those left without an owner."""
+        return _slots.rescue_slots(self.tree, self._slot_watch, self._leases, queue, me, lease)
+
+    # -- periodic schedules ---------------------------------------------------------------------
+
+    def write_schedule(self, name: str, body: dict[str, JSON]) -> None:
+        _ticks.write_schedule(self.tree, name, body)
+
+    def schedules(self) -> list[tuple[str, dict[str, JSON] | str]]:
+        return _ticks.read_schedules(self.tree)
+
+    def key_taken(self, key: str) -> bool:
+        return self.tree.for_reading() and _ticks.key_taken(self.tree, key)
+
+    def last_tick(self, name: str, schedule: Schedule, now: dt.datetime) -> dt.datetime | None:
+        return _ticks.last_tick(self.tree, name, schedule, now)
+
+    def prune_tick_keys(self, queues: Iterable[str], cutoff: dt.datetime) -> int:
+        return _ticks.prune_keys(self.tree, queues, cutoff)
 
     # -- wake-ups --------------------------------------------------------------------------------
 

@@ -19,10 +19,11 @@ from collections.abc import Iterable, Iterator
 from . import _client
 from ._clock import SYSTEM_CLOCK, Clock
 from ._json import JSON
+from ._queue_settings import UNSET, Unset
 from ._wakeups import ThreadWaker, signals
 from .errors import WaitTimeout
 from .model import Job
-from .states import Event, JobPage, JobState, JobStatus, WorkflowState
+from .states import Event, JobPage, JobState, JobStatus, QueueInfo, WorkflowState
 from .workflow import Workflow
 
 
@@ -208,3 +209,27 @@ class SyncQueue:
     ) -> int:
         """Delete final jobs that ended more than `older_than` ago (see `Queue.prune`)."""
         return _client.prune(self.store, self.name, self.clock, older_than, statuses, queue)
+
+    # -- flow control ---------------------------------------------------------------------------
+
+    def pause(self, name: str | None = None) -> bool:
+        """Pause a queue (default: this one); True if this call paused it (see `Queue.pause`)."""
+        return _client.pause(self.store, self.name, name)
+
+    def resume(self, name: str | None = None) -> bool:
+        """Resume a paused queue (default: this one); True if this call resumed it."""
+        return _client.resume(self.store, self.name, name)
+
+    def configure(
+        self,
+        name: str | None = None,
+        *,
+        concurrency: int | Unset | None = UNSET,
+        rate: str | Unset | None = UNSET,
+    ) -> QueueInfo:
+        """Change a queue's caps; None removes one (see `Queue.configure`)."""
+        return _client.configure(self.store, self.name, name, concurrency, rate)
+
+    def info(self, name: str | None = None) -> QueueInfo:
+        """A queue's flow control (default: this one): paused, concurrency and rate caps."""
+        return _client.info(self.store, self.name, name)

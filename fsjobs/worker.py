@@ -21,14 +21,15 @@ import time
 import typing
 from collections.abc import Mapping, Sequence
 
-from . import _capture, _ids, _names
+from . import _capture, _ids, _names, _periodic_runner
 from ._attempt import ProgressWriter, Runner
 from ._claimer import Claimer
 from ._clock import Clock, to_ms
+from ._gate import Gate
 from ._inotify import Watcher
 from ._pacing import Heartbeat, Publisher, concurrency_of
 from ._text import printable
-from ._wakeups import Waker, signals
+from ._wakeups import Wakeable, Waker, io_pool, signals
 from .doctor import mount_problems
 from .queue import Queue
 from .store import Claim, Ending, Outcome
@@ -56,6 +57,9 @@ class Worker:
     handles SIGTERM and SIGINT: the first stops claiming and lets running jobs
     finish within `grace_period`; a second releases them at once. Without it the
     worker installs no signal handler: the application decides.
+
+    `run()` also keeps the periodic schedules registered for its root (unless
+    `periodic` is False), and every worker honours its queues' pause and caps.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class Worker:
         allow_import: Sequence[str] = (),
         handle_signals: bool = False,
         executor: str = "thread",
+        periodic: bool = True,
     ) -> None:
         self.queue = queue
         self.store = queue.store
@@ -95,6 +100,8 @@ class Worker:
         self.grace_period = grace_period
         self.allow_import = tuple(allow_import)
         self.handle_signals = handle_signals
+        self.periodic = periodic
+        self._gate = Gate(self.store, self.id, self.clock)
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._running: dict[asyncio.Task[None], Claim] = {}
         self._running_in: dict[str, int] = dict.fromkeys(self.queues, 0)
@@ -106,6 +113,7 @@ class Worker:
             self.id,
             self.queues,
             self.queue_limits,
+            self._gate,
             clock=self.clock,
             poll_interval=poll_interval,
             listing_size=2 * self.concurrency + 10,
@@ -164,7 +172,7 @@ class Worker:
             heartbeat_age=self._heartbeat_age,
         )
         self._waker = waker = Waker()
-        signals.on_push(self.queue.root, waker)
+        signals.on_push(self.queue.root, nudge := self._gate.nudger(waker))
         lock_fd, hb_fd = await self.queue.io(self.store.register_worker, self.id)
         if self.max_poll_interval is None:
             # Another host's push rings no inotify bell here: on a network
@@ -174,9 +182,12 @@ class Worker:
         self._heartbeat = heartbeat = Heartbeat(self.store, hb_fd, self.lease / 6, runner.beat)
         heartbeat.start()
         _capture.install()
+        keeper = _periodic_runner.start(
+            self.queue, self.id, self.clock, self.periodic and not until_empty
+        )
         bell = await self.queue.io(self.store.watch, self.queues)
         if bell is not None:
-            asyncio.get_running_loop().add_reader(bell.fd, self._on_bell, bell, waker)
+            asyncio.get_running_loop().add_reader(bell.fd, self._on_bell, bell, nudge)
         started = self.clock.monotonic()
         installed = self._install_signals() if not until_empty else []
         logger.info(
@@ -196,7 +207,7 @@ class Worker:
                 now = self.clock.monotonic()
                 if now - last_rescue >= self.rescue_interval:
                     for q in self.queues:
-                        await self.queue.io(self.store.rescue, q, self.id, self.lease)
+                        await self.queue.io(self._gate.rescue, q, self.lease)
                     # dependency checks and workflow pushes whose actor died
                     await self.queue.io(self.store.sweep, self.queues)
                     last_rescue = now
@@ -213,6 +224,9 @@ class Worker:
                             raise self._publisher.failing  # outcomes cannot be recorded here
                         await waker.wait(self._claimer.pause_left())
                         continue
+                    if any(self._gate.held_back(q) for q in self.queues):  # caps: due jobs wait
+                        await waker.wait(self._gate.wake_in() or self._longest_poll)
+                        continue
                     pause = await self._idle_pause(wait_scheduled, max_wait, started)
                     if pause is None:
                         break
@@ -221,8 +235,9 @@ class Worker:
                 delay = self.poll_interval if claimed else min(delay * 2, self._longest_poll)
                 if claimed and len(self._running) < self.concurrency:
                     continue
-                await self._wait_for_change(waker, delay)
+                await self._wait_for_change(waker, min(delay, self._gate.wake_in() or delay))
         finally:
+            await _periodic_runner.stop(keeper)
             if bell is not None:
                 asyncio.get_running_loop().remove_reader(bell.fd)
                 bell.close()
@@ -234,11 +249,12 @@ class Worker:
                 for sig in installed:
                     asyncio.get_running_loop().remove_signal_handler(sig)
             await self.queue.io(heartbeat.stop)
+            await self.queue.io(self._gate.free_leftovers)
             await self.queue.io(self.store.unregister_worker, self.id, lock_fd, hb_fd)
             self._waker = self._heartbeat = None
 
     @staticmethod
-    def _on_bell(bell: Watcher, waker: Waker) -> None:
+    def _on_bell(bell: Watcher, waker: Wakeable) -> None:
         """A job landed in a watched directory (pushed by another process on this host)."""
         bell.drain()
         waker.wake()
@@ -249,7 +265,11 @@ class Worker:
         """How long an emptied `run_until_empty` should wait for a scheduled job; None: stop."""
         if not wait_scheduled:
             return None
-        due = [await self.queue.io(self.store.next_due_ms, q) for q in self.queues]
+        due = [
+            await self.queue.io(self.store.next_due_ms, q)
+            for q in self.queues
+            if not self._gate.paused(q)  # a paused queue counts as empty
+        ]
         due_ms = min((d for d in due if d is not None), default=None)
         if due_ms is None:
             return None
@@ -346,6 +366,8 @@ class Worker:
         if claim is not None:
             self._running_in[claim.queue] -= 1
         self._stop_reasons.pop(task, None)
+        if claim is not None and self._gate.holds_slot(claim):  # ended, however: free its slot
+            io_pool().submit(self._gate.release, claim)
 
     def _heartbeat_age(self) -> float:
         return 0.0 if self._heartbeat is None else self._heartbeat.silent_for()

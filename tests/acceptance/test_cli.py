@@ -102,8 +102,11 @@ def test_push_work_show_ls_stats(root: pathlib.Path, cli_env: dict[str, str]) ->
     assert [s["id"] for s in listed] == [failing]
 
     stats = json.loads(fsjobs(root, "stats", "--json", env=cli_env).stdout)
+    flow = {"paused": False, "concurrency": None, "rate": None}
     assert stats == {
-        "queues": {"default": {"counts": {"completed": 1, "failed": 1}, "oldest_pending_s": None}},
+        "queues": {
+            "default": {"counts": {"completed": 1, "failed": 1}, "oldest_pending_s": None, **flow}
+        },
         "workers_alive": 0,
     }
     metrics = fsjobs(root, "stats", "--prometheus", env=cli_env).stdout
@@ -220,6 +223,46 @@ def test_errors_are_one_line_with_documented_exit_codes(
         assert len(result.stderr.strip().splitlines()) == 1
     assert not list(root.glob("jobs/*/*")), "refused pushes create no job folder"
     assert not list(root.glob("queues/*/*/**/*.a000of*")), "refused pushes publish nothing"
+
+
+def test_pause_configure_and_the_listings_that_show_them(
+    root: pathlib.Path, cli_env: dict[str, str]
+) -> None:
+    """pause/resume/configure from a shell; stats and ls say what is paused and capped."""
+    pushed = fsjobs(root, "push", "clitasks.add", "--kwargs", '{"a": 1, "b": 1}', env=cli_env)
+    assert pushed.returncode == 0, pushed.stderr
+    assert fsjobs(root, "pause", "default", env=cli_env).stdout == "default: paused\n"
+    assert fsjobs(root, "pause", "default", env=cli_env).stdout == "default: paused (already)\n"
+    configured = fsjobs(
+        root, "configure", "default", "--concurrency", "2", "--rate", "10/m", env=cli_env
+    )
+    assert configured.stdout == "default: paused  concurrency=2 rate=10/m\n", configured.stderr
+    assert (root / "queues/default/settings.json").read_text() == (
+        '{"concurrency":2,"rate":"10/m"}\n'
+    ), "readable with cat"
+    stats = fsjobs(root, "stats", env=cli_env).stdout
+    assert "[paused concurrency=2 rate=10/m]" in stats
+    listed = fsjobs(root, "ls", env=cli_env)
+    assert "queue default is paused (fsjobs resume default)" in listed.stderr
+    assert "queue default is capped: concurrency=2 rate=10/m" in listed.stderr
+    ran = fsjobs(root, "worker", "clitasks", "--until-empty", env=cli_env)
+    assert ran.returncode == 0 and "ran 0" in ran.stdout + ran.stderr, "a paused queue is empty"
+    for bad in (["--concurrency", "0"], ["--rate", "5/d"], ["--rate", "fast"]):
+        wrong = fsjobs(root, "configure", "default", *bad, env=cli_env)
+        assert wrong.returncode == 2 and "invalid" in wrong.stderr
+    removed = fsjobs(root, "configure", "default", "--rate", "none", "--json", env=cli_env)
+    assert json.loads(removed.stdout) == {
+        "queue": "default",
+        "paused": True,
+        "concurrency": 2,
+        "rate": None,
+    }
+    assert fsjobs(root, "resume", "default", env=cli_env).stdout == "default: resumed\n"
+    ran = fsjobs(root, "worker", "clitasks", "--until-empty", env=cli_env)
+    assert ran.returncode == 0 and "ran 1" in ran.stdout + ran.stderr
+    schedules = fsjobs(root, "schedules", env=cli_env)
+    assert schedules.returncode == 0
+    assert schedules.stdout.startswith("no schedules"), schedules.stdout
 
 
 def test_doctor_checks_the_root(root: pathlib.Path, cli_env: dict[str, str]) -> None:

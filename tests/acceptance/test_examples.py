@@ -95,6 +95,28 @@ EXPECTED: dict[str, list[str]] = {
         r"^cancel a running sync task: True$",
         r": cancelled, attempts=0$",
     ],
+    "periodic.py": [
+        r"^3 heartbeat ticks ran with 2 workers keeping the schedule:$",
+        r"^each tick ran once: True$",
+        r"^caught up the missed nightly tick: \d{4}-\d\d-\d\d 02:30 in Berlin$",
+        r"^examples\.periodic\.heartbeat: every 1 s \(UTC\) -> queue default  last tick: ",
+        r"^examples\.periodic\.nightly: 30 2 \* \* \* \(Europe/Berlin\)",
+    ],
+    "pause_resume.py": [
+        r"^pause: True \(again: False\)$",
+        r"^the pause is a file: True$",
+        r"^paused after (\d+) jobs; half a second later still \1 done$",
+        r"^a push to the paused queue: accepted$",
+        r"^after resume all 21 jobs ran$",
+        r"^run_until_empty on a paused queue ran 0$",
+        r"^after resume it ran 1$",
+    ],
+    "queue_limits.py": [
+        r"^settings\.json: \{'concurrency': 2\}$",
+        r"^ran 10 jobs with 2 workers of concurrency 5: at most 2 at once$",
+        r"^no window over 4: True$",
+        r"^after removing the rate: QueueInfo\(paused=False, concurrency=None, rate=None\)$",
+    ],
     "hold_and_retry.py": [
         r"^hold: True, now held$",
         r"^while held, the worker ran: \['nobody@example\.com'\]$",

@@ -167,6 +167,14 @@ def test_sign_in_see_a_job_open_it_cancel_it(
     assert r.json()["status"] == "cancelled", "the cancel reached the queue, not just the page"
     page.goto(f"{url}/ui/jobs?status=cancelled")
     expect(page.locator("tr", has_text=job_id)).to_contain_text("cancelled")
+    page.goto(f"{url}/")
+    page.get_by_role("button", name="Pause").click()  # the queue's own button, with its CSRF token
+    expect(page).to_have_url(f"{url}/")
+    expect(page.locator("tr", has_text="default").locator(".badge.paused")).to_have_text("paused")
+    assert fsjobs.SyncQueue(root).info().paused, "the pause reached the root"
+    page.get_by_role("button", name="Resume").click()
+    expect(page.get_by_role("button", name="Pause")).to_be_visible()
+    assert not fsjobs.SyncQueue(root).info().paused
     page.close()
 
 

@@ -65,12 +65,18 @@ def _files(top: pathlib.Path, depth: int) -> Iterable[pathlib.Path]:
             yield from _files(pathlib.Path(entry.path), depth - 1)
 
 
+#: what flow control keeps in a queue's directory besides its state directories
+FLOW_ENTRIES = frozenset({"paused", "settings.json", "slots", "rate"})
+
+
 def walk(root: pathlib.Path) -> Tree:
     tree = Tree()
     queues = root / "queues"
     for qdir in sorted(queues.iterdir()) if queues.is_dir() else ():
         for sdir in sorted(qdir.iterdir()):
             where = sdir.name
+            if where in FLOW_ENTRIES:
+                continue  # a pause, caps, slots and rate tokens: no markers (fsck checks them)
             if where in LIVE:
                 for path in _files(sdir, DEPTH[where]):
                     rel = str(path.relative_to(root))

@@ -28,9 +28,10 @@ import sys
 import traceback
 import typing
 
-from fsjobs import ErrorInfo, Job, JobStatus, Workflow
+from fsjobs import ErrorInfo, Job, JobStatus, Workflow, _slots
 from fsjobs._clock import to_ms
 from fsjobs._migrate import migrate
+from fsjobs._queue_settings import UNSET, QueueSettings, parse_rate
 from fsjobs.store import Ending, Outcome, Store
 
 from ._fsck import patch_targets
@@ -171,6 +172,8 @@ def operation(store: Store, cmd: dict[str, typing.Any]) -> typing.Callable[[], d
             return {"ids": store.rescue(QUEUE, cmd["worker"])}
 
         return rescue
+    if op in FLOW_OPS:
+        return flow_operation(store, cmd)
     if op == "migrate":
 
         def run_migrate() -> dict[str, object]:
@@ -179,6 +182,52 @@ def operation(store: Store, cmd: dict[str, typing.Any]) -> typing.Callable[[], d
 
         return run_migrate
     raise ValueError(f"unknown operation {op!r}")
+
+
+FLOW_OPS = ("configure", "pause", "resume", "slot_take", "slot_free", "claim_limited")
+
+
+def flow_operation(
+    store: Store, cmd: dict[str, typing.Any]
+) -> typing.Callable[[], dict[str, object]]:
+    """The flow-control operations (`tests.faults.test_flow_crash_points`)."""
+    op = cmd["op"]
+    if op == "configure":
+        concurrency = cmd.get("concurrency", "unset")
+        rate = cmd.get("rate", "unset")
+
+        def configure() -> dict[str, object]:
+            settings = store.configure(
+                QUEUE,
+                UNSET if concurrency == "unset" else concurrency,
+                UNSET if rate == "unset" else rate,
+            )
+            return {"settings": settings.to_json().decode()}
+
+        return configure
+    if op in ("pause", "resume"):
+        method = getattr(store, op)
+        return lambda: {"changed": method(QUEUE)}
+    worker = cmd["worker"]
+    store.register_worker(worker)  # held until the process dies: then the worker is dead
+    if op == "slot_take":
+
+        def take() -> dict[str, object]:
+            slot = _slots.take_slot(store.tree, QUEUE, 2, worker)
+            return {"slot": None if slot is None else slot.k}
+
+        return take
+    if op == "slot_free":
+        slot = _slots.take_slot(store.tree, QUEUE, 2, worker)
+        assert slot is not None
+        return lambda: {"freed": store.free_slot(slot)}
+    settings = QueueSettings(concurrency=1, rate=parse_rate("100/s"))
+
+    def claim_limited() -> dict[str, object]:
+        got = store.claim_limited(QUEUE, store.ready(QUEUE), worker, 1, settings)
+        return {"claimed": [c.job_id for c in got.claims], "slots": len(got.slots)}
+
+    return claim_limited
 
 
 def child(cmd: dict[str, typing.Any]) -> typing.NoReturn:

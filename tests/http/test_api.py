@@ -347,8 +347,10 @@ async def test_stats_queues_metrics_health(client: httpx.AsyncClient, queue: fsj
     assert (counts["pending"], counts["cancelled"], counts["failed"]) == (1, 1, 0)
     assert set(counts) == {s.value for s in fsjobs.JobStatus}
     assert stats["workers_alive"] == 0
+    assert stats["queues"]["default"]["paused"] is False
     listed = (await client.get("/queues")).json()
-    assert listed == {"queues": [{"name": "default", "counts": counts}]}
+    flow = {"paused": False, "concurrency": None, "rate": None}
+    assert listed == {"queues": [{"name": "default", "counts": counts, **flow}]}
     metrics = await client.get("/metrics")
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert 'fsjobs_jobs{queue="default",status="pending"} 1\n' in metrics.text
@@ -368,3 +370,43 @@ async def test_the_app_does_no_io_before_its_first_request(tmp_path: pathlib.Pat
         assert not root.exists(), "a read creates nothing"
     queue.close()
     assert os.listdir(tmp_path) == []
+
+
+async def test_pause_and_resume_a_queue(client: httpx.AsyncClient, queue: fsjobs.Queue) -> None:
+    """The routes pause and resume any queue of the root; /stats, /queues and /metrics show it."""
+    await queue.push(fsjobs.Job(func=tasks.ADD, kwargs={"a": 1}))
+    await queue.configure("default", concurrency=2, rate="10/m")
+    r = await client.post("/queues/default/pause")
+    assert r.status_code == 200
+    assert r.json() == {
+        "queue": "default",
+        "changed": True,
+        "paused": True,
+        "concurrency": 2,
+        "rate": "10/m",
+    }
+    assert (await client.post("/queues/default/pause")).json()["changed"] is False
+    assert (await queue.info()).paused
+    stats = (await client.get("/stats")).json()["queues"]["default"]
+    assert (stats["paused"], stats["concurrency"], stats["rate"]) == (True, 2, "10/m")
+    assert (await client.get("/queues")).json()["queues"][0]["paused"] is True
+    assert 'fsjobs_queue_paused{queue="default"} 1\n' in (await client.get("/metrics")).text
+    assert await run_all(queue) == 0, "a paused queue runs nothing"
+    r = await client.post("/queues/default/resume")
+    assert r.json()["changed"] is True and r.json()["paused"] is False
+    assert await run_all(queue) == 1
+    r = await client.post("/queues/emails/pause")  # a queue with no job yet
+    assert r.status_code == 200 and (await queue.info("emails")).paused
+    assert_error(await client.post("/queues/bad name/pause"), 422, "invalid")
+    assert_error(await client.post("/queues/default/explode"), 404, "not_found")
+
+
+async def test_stats_say_why_a_queue_is_not_served(
+    client: httpx.AsyncClient, queue: fsjobs.Queue, root: pathlib.Path
+) -> None:
+    await queue.push(fsjobs.Job(func=tasks.ADD, kwargs={"a": 1}))
+    (root / "queues" / "default" / "settings.json").write_text("{not json")
+    stats = (await client.get("/stats")).json()["queues"]["default"]
+    assert "queues/default/settings.json" in stats["settings_problem"]
+    page = (await client.get("/")).text
+    assert "settings unusable" in page

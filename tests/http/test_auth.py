@@ -55,6 +55,9 @@ async def test_every_route_needs_the_token(guarded: httpx.AsyncClient, queue: fs
         ("POST", f"/jobs/{job_id}/hold"),
         ("POST", f"/jobs/{job_id}/release"),
         ("GET", "/queues"),
+        ("POST", "/queues/default/pause"),
+        ("POST", "/queues/default/resume"),
+        ("POST", "/ui/queues/default/pause"),
         ("GET", "/stats"),
         ("GET", "/metrics"),
         ("POST", "/logout"),
@@ -66,6 +69,7 @@ async def test_every_route_needs_the_token(guarded: httpx.AsyncClient, queue: fs
             assert_error(r, 401, "unauthorized")
             assert r.headers["www-authenticate"] == "Bearer"
     assert (await queue.get(job_id)).status is fsjobs.JobStatus.PENDING, "nothing happened"
+    assert not (await queue.info()).paused, "nothing was paused"
     for path in ("/jobs", "/stats", "/", f"/jobs/{job_id}"):
         assert (await guarded.get(path, headers=BEARER)).status_code == 200
     r = await guarded.post(f"/jobs/{job_id}/cancel", headers=BEARER)
@@ -120,6 +124,13 @@ async def test_cookie_requests_that_change_things_need_the_csrf_token(
     r = await guarded.post(f"/ui/jobs/{job_id}/release", data={"csrf": token})
     assert r.status_code == 303 and r.headers["location"] == f"/ui/jobs/{job_id}"
     assert (await queue.get(job_id)).status is fsjobs.JobStatus.PENDING
+    assert_error(await guarded.post("/queues/default/pause"), 403, "csrf")
+    assert_error(await guarded.post("/ui/queues/default/pause", data={"csrf": "0" * 64}), 403)
+    assert not (await queue.info()).paused
+    r = await guarded.post("/ui/queues/default/pause", data={"csrf": token})
+    assert r.status_code == 303 and (await queue.info()).paused
+    r = await guarded.post("/queues/default/resume", headers={"X-CSRF-Token": token})
+    assert r.status_code == 200 and not (await queue.info()).paused
 
 
 async def test_a_forged_or_expired_cookie_is_refused(guarded: httpx.AsyncClient) -> None:
@@ -152,6 +163,8 @@ async def test_cross_site_requests_cannot_change_anything(
         await client.post(f"/jobs/{tasks.ADD}", json={"kwargs": {"a": 1}}, headers=evil), 403
     )
     assert_error(await guarded.post("/login", data={"token": TOKEN}, headers=evil), 403)
+    assert_error(await client.post("/queues/default/pause", headers=evil), 403, "forbidden")
+    assert not (await queue.info()).paused
     assert (await queue.get(job_id)).status is fsjobs.JobStatus.PENDING
     same = {"origin": "http://fsjobs.test"}
     r = await client.post(f"/jobs/{job_id}/cancel", headers=same)

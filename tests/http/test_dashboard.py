@@ -150,6 +150,24 @@ async def test_buttons_act_and_come_back(client: httpx.AsyncClient, queue: fsjob
     assert (await client.post(f"/ui/jobs/{job_id}/explode")).status_code == 404
 
 
+async def test_the_overview_pauses_and_resumes_queues(
+    client: httpx.AsyncClient, queue: fsjobs.Queue
+) -> None:
+    await queue.push(fsjobs.Job(func=tasks.ADD, kwargs={"a": 1}))
+    await queue.configure(concurrency=3)
+    page = (await client.get("/")).text
+    assert 'action="/ui/queues/default/pause"' in page and "concurrency=3" in page
+    assert "badge paused" not in page
+    r = await client.post("/ui/queues/default/pause")
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    assert (await queue.info()).paused
+    page = (await client.get("/")).text
+    assert "badge paused" in page and 'action="/ui/queues/default/resume"' in page
+    await client.post("/ui/queues/default/resume")
+    assert not (await queue.info()).paused
+    assert (await client.post("/ui/queues/default/explode")).status_code == 404
+
+
 async def test_links_keep_the_mount_prefix(queue: fsjobs.Queue) -> None:
     """Mounted at /admin/jobs in another app, every link and redirect stays under it."""
     outer = Starlette(routes=[Mount("/admin/jobs", app=create_app(queue))])

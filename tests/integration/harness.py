@@ -67,10 +67,12 @@ class Children:
         lease: float = 30.0,
         grace: float = 30.0,
         clock_offset: float = 0.0,
+        extra: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
         return self.start(
             "tests.integration.worker_main",
             root,
+            *extra,
             "--concurrency",
             str(concurrency),
             "--lease",

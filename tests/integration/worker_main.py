@@ -2,7 +2,7 @@
 A worker process for the integration tests::
 
     python -m tests.integration.worker_main ROOT [--concurrency N] [--queues Q ...] [--lease S]
-        [--grace S] [--clock-offset S]
+        [--grace S] [--clock-offset S] [--tick-every S --tick-log PATH]
 
 It registers the tasks of `tests.integration.tasks` and runs a `Worker` until
 SIGTERM (or SIGINT), which the Worker itself handles: it stops claiming, lets
@@ -16,6 +16,9 @@ exists and still expect a clean exit.
 ``--clock-offset S`` runs the Queue and the Worker with a wall clock S seconds
 ahead of this host's (behind, if negative) and the host's real monotonic clock:
 a host whose clock is wrong, for the clock-skew tests of ``tests/sharedfs``.
+
+``--tick-every S --tick-log PATH`` also registers the periodic task of
+`flow_tasks` (every S seconds, logging to PATH): the worker keeps its schedule.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import signal
 import fsjobs
 from fsjobs._clock import SYSTEM_CLOCK, Clock
 
-from . import tasks
+from . import flow_tasks, tasks
 
 _early_signal = False
 
@@ -75,11 +78,16 @@ async def serve(
     lease: float,
     grace: float,
     clock_offset: float = 0.0,
+    tick_every: float | None = None,
+    tick_log: str | None = None,
 ) -> None:
     clock: Clock = SkewedClock(clock_offset) if clock_offset else SYSTEM_CLOCK
     queue = fsjobs.Queue(root, name=queues[0], clock=clock)
     try:
         tasks.register(queue)
+        flow_tasks.register(queue)
+        if tick_every is not None and tick_log is not None:
+            flow_tasks.register_tick(queue, tick_every, tick_log)
         worker = fsjobs.Worker(
             queue,
             queues=queues,
@@ -105,10 +113,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--clock-offset", type=float, default=0.0, help="seconds added to the wall clock"
     )
+    parser.add_argument("--tick-every", type=float, help="keep a periodic task of this period")
+    parser.add_argument("--tick-log", help="where the periodic task logs its runs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(process)d %(message)s")
     asyncio.run(
-        serve(args.root, args.queues, args.concurrency, args.lease, args.grace, args.clock_offset)
+        serve(
+            args.root,
+            args.queues,
+            args.concurrency,
+            args.lease,
+            args.grace,
+            args.clock_offset,
+            args.tick_every,
+            args.tick_log,
+        )
     )
 
 

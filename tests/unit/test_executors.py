@@ -180,7 +180,7 @@ async def test_the_executor_is_stored_and_the_root_lists_the_feature(
     assert "executor@0.2" in features
     spec = (await queue.history(job_id))[0].data["spec"]
     assert isinstance(spec, dict) and spec["executor"] == "process"
-    assert fsjobs.model.job_from_spec(spec).executor == "process"
+    assert fsjobs._spec.job_from_spec(spec).executor == "process"
 
 
 @pytest.mark.asyncio

@@ -28,7 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fsjobs
-from fsjobs import JobStatus, journal
+from fsjobs import JobStatus, _flow, _slots, _stats, journal
+from fsjobs._queue_settings import UNSET, parse_rate
 from fsjobs.fsck import fsck
 from fsjobs.store import Ending, Outcome, Store
 
@@ -68,6 +69,14 @@ def _template(base: pathlib.Path) -> tuple[pathlib.Path, list[str]]:
         result = {"big": "x" * 70_000} if ending is Ending.COMPLETED else None
         store.finish(claim, Outcome(ending, result=result))
     store.cancel(pending)
+    # Flow control: "emails" capped and rated (w-old holds a slot), "video" paused, a schedule.
+    store.configure("emails", 5, "1000/s")
+    assert _slots.take_slot(store.tree, "emails", 5, "w-old") is not None
+    assert _flow.take_token(store.tree, _flow.Looks(), "emails", parse_rate("1000/s")) is None
+    store.push_many([(job, "video")])
+    store.pause("video")
+    store.write_schedule("app.cleanup", {"schedule": "every 60 s", "every": 60})
+    assert store.configure("default", UNSET, UNSET).empty
     os.close(lock)  # w-old dies: its running job is rescued by whoever looks
     os.close(hb)
     (root / "tmp" / "0000000000.000000000000000.x.abc").touch()  # a dead push's staging
@@ -156,6 +165,10 @@ async def _run_everything(root: pathlib.Path) -> list[object]:
             lambda: {q: queue.store.counts(q) for q in queue.store.queues()},
             lambda: queue.store.workers_alive(),
             lambda: queue.store.prune("default", dt.datetime.now(dt.UTC), [JobStatus.COMPLETED]),
+            lambda: _stats.collect(queue.store),
+            lambda: queue.store.schedules(),
+            lambda: [queue.store.flow(q, 0) for q in queue.store.queues()],
+            lambda: queue.store.rescue_slots("emails", "hostile-test", 0.0),
         ):
             seen.append(await asyncio.to_thread(_clear, call))
     finally:
@@ -255,6 +268,48 @@ def _harmless(rel: str, kind: str) -> bool:
     or in a file whose name alone means something (a lock, a cancel request).
     """
     users_bytes = "/uploads/" in rel or "/outputs/" in rel
-    users_bytes = users_bytes or rel.endswith((".lock", "/cancel"))
+    users_bytes = users_bytes or rel.endswith((".lock", "/cancel", "/paused"))
+    users_bytes = users_bytes or "/rate/" in rel  # a token's name is all it says
     other_outputs = kind == "directory" and rel.endswith("/outputs")  # holds one plain file
     return rel == "fsjobs.lock" or (kind == "garbage" and users_bytes) or other_outputs
+
+
+#: Every path of flow control and schedules the template holds (the sampled test above
+#: may miss some): each kind of planting at each must be reported and harm nothing.
+FLOW_PATHS = (
+    "queues/video/paused",
+    "queues/emails/settings.json",
+    "queues/emails/slots",
+    "queues/emails/slots/0",
+    "queues/emails/rate",
+    "periodic",
+    "periodic/app.cleanup.json",
+)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("rel", FLOW_PATHS)
+def test_plantings_in_flow_control_and_schedules(
+    rel: str, kind: str, template: tuple[pathlib.Path, list[str]]
+) -> None:
+    template_root, paths = template
+    assert rel in paths, "the template holds it"
+    check_planting(template_root, rel, kind)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("prefix", ["queues/emails/slots/0/w-old.", "queues/emails/rate/"])
+def test_plantings_at_a_slot_owner_and_a_rate_token(
+    prefix: str, kind: str, template: tuple[pathlib.Path, list[str]]
+) -> None:
+    template_root, paths = template
+    (rel,) = [p for p in paths if p.startswith(prefix) and p.count("/") == 4]
+    check_planting(template_root, rel, kind)
+
+
+def test_the_template_holds_a_slot_owner_and_a_rate_token(
+    template: tuple[pathlib.Path, list[str]],
+) -> None:
+    _, paths = template
+    assert any(p.startswith("queues/emails/slots/0/w-old.") for p in paths)
+    assert any(p.startswith("queues/emails/rate/") and p.count("/") == 4 for p in paths)

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 import fsjobs
 from fsjobs import Backoff, InvalidJob, Job, JobStatus, Limit, errors, journal
-from fsjobs.model import DEFAULT_BACKOFF, job_from_spec, spec_of
+from fsjobs._spec import job_from_spec, spec_of
+from fsjobs.model import DEFAULT_BACKOFF
 
 FUNC = "tests.unit.test_model.plain_task"
 AWARE = dt.datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC)

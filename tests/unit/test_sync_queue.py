@@ -19,6 +19,7 @@ HANG_GUARD = 60.0
 #: Queue methods that have no blocking twin, and why.
 ASYNC_ONLY = {
     "task": "declares a task (not an operation on the queue); tasks are shared by name",
+    "periodic": "declares a periodic task; only a Worker (async) keeps schedules",
     "io": "runs a store step in the I/O threads: SyncQueue runs it in place",
 }
 
