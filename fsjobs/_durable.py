@@ -258,8 +258,17 @@ def exists_after_estale(dir_fd: int, name: str, tries: int = 5) -> bool:
 
 
 def listdir(dir_fd: int) -> list[str]:
-    """Names in a directory, without NFS silly-rename leftovers."""
-    return [n for n in os.listdir(dir_fd) if not n.startswith(".nfs")]
+    """
+    Names in a directory, without NFS silly-rename leftovers. The listing reads
+    through a descriptor of its own: ``os.listdir(fd)`` reads through a ``dup``,
+    which shares its position with every other copy of `dir_fd`, so two threads
+    listing one cached directory at once would skip or repeat names.
+    """
+    own = os.open(".", O_DIR, dir_fd=dir_fd)
+    try:
+        return [n for n in os.listdir(own) if not n.startswith(".nfs")]
+    finally:
+        os.close(own)
 
 
 # OFD locks: owned by the open file description, so closing another descriptor

@@ -1,0 +1,44 @@
+"""
+One store used by several threads at once, as a process with two workers (or a
+worker and its periodic keeper) uses it: every listing must be whole.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import threading
+
+import fsjobs
+from fsjobs.store import Store
+
+FUNC = "tests.unit.test_threads.task"
+
+
+def test_threads_listing_one_queue_at_once_each_see_every_job_once(root: pathlib.Path) -> None:
+    """
+    A directory descriptor the store keeps is shared by its threads; a listing
+    that read through a copy of it shared that copy's position with the others,
+    and skipped or repeated names when two listed at once (a job claimed twice
+    by one worker, or not seen at all).
+    """
+    store = Store(root, staleness=0)
+    jobs = [(fsjobs.Job(func=FUNC, priority=n % 3, kwargs={"n": n}), "default") for n in range(30)]
+    store.push_many(jobs)
+    expected = store.ready("default", 100)
+    assert len(expected) == 30 == len(set(expected))
+    wrong: list[list[str]] = []
+    start = threading.Barrier(4)
+
+    def look() -> None:
+        start.wait()
+        for _ in range(300):
+            seen = store.ready("default", 100)
+            if seen != expected:
+                wrong.append(seen)
+
+    threads = [threading.Thread(target=look) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong, f"{len(wrong)} of 1200 listings were wrong, e.g. {len(wrong[0])} names"
