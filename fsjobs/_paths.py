@@ -16,6 +16,7 @@ import os
 import threading
 import time
 import typing
+import weakref
 from collections.abc import Iterator
 
 import attrs
@@ -37,6 +38,14 @@ NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs", "lus
 def _check_component(part: str) -> None:
     if not part or part in (".", "..") or "/" in part or "\0" in part:
         raise StoreError(f"unsafe path component {part!r}")
+
+
+def _close_all(cache: dict[Parts, int], recents: list[dict[Parts, int]]) -> None:
+    """Close every descriptor in `cache` and in each of `recents`, and empty them."""
+    for held in (cache, *recents):
+        for fd in held.values():
+            os.close(fd)
+        held.clear()
 
 
 class Dirs:
@@ -62,6 +71,8 @@ class Dirs:
         self._closed = False
         self._local = threading.local()
         self._recents: list[dict[Parts, int]] = []
+        # A store dropped without close() still gives its descriptors back.
+        weakref.finalize(self, _close_all, self._cache, self._recents)
 
     def open_root(self, *, create: bool) -> bool:
         """
@@ -102,13 +113,7 @@ class Dirs:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            for fd in self._cache.values():
-                os.close(fd)
-            self._cache.clear()
-            for recent in self._recents:
-                for fd in recent.values():
-                    os.close(fd)
-                recent.clear()
+            _close_all(self._cache, self._recents)
 
     def borrow(self, parts: Parts, *, create: bool = False) -> int:
         """

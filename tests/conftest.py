@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import pathlib
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from fsjobs.store import Store
 
 settings.register_profile(
     "ci", max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -24,6 +27,26 @@ def root(tmp_path: pathlib.Path) -> pathlib.Path:
     path = tmp_path / "jobs"
     path.mkdir()
     return path
+
+
+@pytest.fixture(autouse=True)
+def close_the_tests_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """
+    Close every store a test made, when it ends. Tasks registered in a test keep
+    their queue (and its store's directory descriptors) alive in the registry;
+    without this, a whole run holds thousands of descriptors.
+    """
+    made: list[Store] = []
+    real_init = Store.__init__
+
+    def init(self: Store, *args: object, **kwargs: object) -> None:
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        made.append(self)
+
+    monkeypatch.setattr(Store, "__init__", init)
+    yield
+    for store in made:
+        store.close()
 
 
 @pytest.fixture
