@@ -248,7 +248,11 @@ def claim_many(
     name's job is back in pending, as `claim` leaves it).
     """
     claims: list[Claim] = []
+    seen: set[str] = set()
     for tried, name_path in enumerate(paths, 1):
+        if name_path in seen:
+            continue  # twice in one listing: a second try would take our own claim for a win
+        seen.add(name_path)
         try:
             won = claim(tree, queue, name_path, worker)
         except OSError as exc:

@@ -42,3 +42,20 @@ def test_threads_listing_one_queue_at_once_each_see_every_job_once(root: pathlib
     for t in threads:
         t.join()
     assert not wrong, f"{len(wrong)} of 1200 listings were wrong, e.g. {len(wrong[0])} names"
+
+
+def test_a_name_listed_twice_is_claimed_once(root: pathlib.Path) -> None:
+    """
+    A claim whose source is gone counts as won when its running name exists (an
+    NFS client may retransmit a rename that succeeded); a name listed twice must
+    not be tried twice, or the worker would take its own claim for a second win.
+    """
+    store = Store(root, staleness=0)
+    store.push_many([(fsjobs.Job(func=FUNC), "default")])
+    (name,) = store.ready("default")
+    lock, hb = store.register_worker("w-1")
+    claims, tried, error = store.claim_many("default", [name, name], "w-1", 10)
+    assert (len(claims), tried, error) == (1, 2, None)
+    for claim in claims:
+        store.close_claim(claim)
+    store.unregister_worker("w-1", lock, hb)
