@@ -263,10 +263,23 @@ def listdir(dir_fd: int) -> list[str]:
     through a descriptor of its own: ``os.listdir(fd)`` reads through a ``dup``,
     which shares its position with every other copy of `dir_fd`, so two threads
     listing one cached directory at once would skip or repeat names.
+
+    A directory removed since `dir_fd` was opened has no entries: a local
+    filesystem lists it as empty, and so does this where NFS or GlusterFS
+    answer ENOENT or ESTALE (another host emptied and removed a time bucket).
     """
-    own = os.open(".", O_DIR, dir_fd=dir_fd)
+    try:
+        own = os.open(".", O_DIR, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ESTALE):
+            return []
+        raise
     try:
         return [n for n in os.listdir(own) if not n.startswith(".nfs")]
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ESTALE):
+            return []
+        raise
     finally:
         os.close(own)
 

@@ -5,8 +5,12 @@ worker and its periodic keeper) uses it: every listing must be whole.
 
 from __future__ import annotations
 
+import errno
+import os
 import pathlib
 import threading
+
+import pytest
 
 import fsjobs
 from fsjobs.store import Store
@@ -59,3 +63,28 @@ def test_a_name_listed_twice_is_claimed_once(root: pathlib.Path) -> None:
     for claim in claims:
         store.close_claim(claim)
     store.unregister_worker("w-1", lock, hb)
+
+
+def test_a_bucket_removed_by_another_host_lists_as_empty(
+    root: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Another host may empty and remove a time bucket between a worker's walk to
+    it and its listing. A local filesystem lists the removed directory as empty;
+    GlusterFS answers ESTALE, which killed a worker in the two-host soak. Both
+    must read as "nothing here", and the worker's look at the queue go on.
+    """
+    store = Store(root, staleness=0)
+    store.push_many([(fsjobs.Job(func=FUNC), "default")])
+    assert len(store.ready("default")) == 1
+    real_open = os.open
+
+    def stale_dot(path: str, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        if path == "." and dir_fd is not None:
+            raise OSError(errno.ESTALE, "Stale file handle", ".")
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "open", stale_dot)
+    assert store.ready("default") == []
+    monkeypatch.setattr(os, "open", real_open)
+    assert len(store.ready("default")) == 1
