@@ -215,7 +215,16 @@ class ClaimOp:
         return Run(acked=[job_id], target=job_id)
 
     def call(self, store: Store, run: Run) -> None:
-        (path,) = store.ready(Q)
+        listing = store.ready(Q)
+        if not listing:
+            # ESTALE on a listing reads as "this directory is gone" (another host
+            # removed an emptied bucket): the worker sees nothing this time, and
+            # the job must still be pending for the next look.
+            assert run.target is not None
+            run.returned = "not listed"
+            run.expect = {run.target: JobStatus.PENDING}
+            return
+        (path,) = listing
         run.claim = store.claim(Q, path, WORKER)
         run.returned = run.claim
         if run.claim is not None and run.target is not None:
