@@ -55,7 +55,7 @@ class Samples:
 
     def __init__(self) -> None:
         self.values: dict[str, list[float]] = {}
-        self.counts: dict[str, int] = {"errors.push": 0}
+        self.counts: dict[str, int] = {"errors.push": 0, "errors.http": 0}
 
     def add(self, key: str, value: float) -> None:
         self.values.setdefault(key, []).append(value)

@@ -204,6 +204,8 @@ def _w6(t: Table) -> None:
         cpu = ("push, in its process", f"w6.push.submit{flight}_server_cpu")
         key = f"w6.http.submit{flight}_server_cpu"
         t.add(w, f"server CPU per POST, {flight} in flight", key, "ms", cpu)
+    none = Target("<=", 0, on="value", text="0")
+    t.add(w, "POSTs that got no answer and were sent again", "errors.http", "", None, none)
 
 
 # -- output ---------------------------------------------------------------------------

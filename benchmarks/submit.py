@@ -45,6 +45,7 @@ class _server:
     def __init__(self, root: pathlib.Path) -> None:
         self.root = root
         self.url = ""
+        self.log = root
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> _server:
@@ -54,7 +55,9 @@ class _server:
         env = dict(os.environ, PYTHONPATH=str(REPO), FSJOBS_ROOT=str(self.root))
         argv = [sys.executable, "-m", "fsjobs", "serve", MODULE, "--root", str(self.root)]
         argv += ["--port", str(port), "--no-access-log"]
-        self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
+        self.log = self.root.parent / f"{self.root.name}.server.log"  # read it when a run fails
+        with self.log.open("wb") as err:
+            self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stderr=err)
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
@@ -67,10 +70,14 @@ class _server:
                 raise RuntimeError("fsjobs serve did not start")
             time.sleep(0.05)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=60)
+        if exc_type is not None:  # the scratch directory goes at the end: show why here
+            tail = self.log.read_text(errors="replace")[-4000:]
+            code = self.proc.returncode
+            sys.stderr.write(f"fsjobs serve exited {code}; its stderr ends:\n{tail}\n")
 
 
 async def _http(server: _server, n: int, samples: Samples) -> None:
@@ -82,7 +89,16 @@ async def _http(server: _server, n: int, samples: Samples) -> None:
         for flight, key in ((1, "w6.http.submit1"), (IN_FLIGHT, f"w6.http.submit{IN_FLIGHT}")):
 
             async def submit() -> None:
-                r = await client.post(f"/jobs/{TASK}", json={})
+                for attempt in range(3):  # as a client would; each failure is counted
+                    try:
+                        r = await client.post(f"/jobs/{TASK}", json={})
+                        break
+                    except httpx.TransportError as exc:
+                        samples.count("errors.http")
+                        tail = server.log.read_text(errors="replace")[-2000:]
+                        log(f"w6: POST got no answer ({exc!r}); the server's stderr ends:\n{tail}")
+                        if attempt == 2:
+                            raise
                 if r.status_code != 201:
                     raise RuntimeError(f"POST /jobs/{TASK}: {r.status_code} {r.text}")
 
