@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from tests.acceptance.cli import fsjobs
+
 TASKS = textwrap.dedent(
     """
     import os
@@ -40,17 +42,6 @@ TASKS = textwrap.dedent(
         raise ValueError("nope\\x1b[31m")
     """
 )
-
-
-def fsjobs(root: pathlib.Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fsjobs", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture

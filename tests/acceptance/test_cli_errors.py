@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import pathlib
 import subprocess
-import sys
 import textwrap
 import time
 
 import pytest
+
+from tests.acceptance.cli import fsjobs
 
 EXIT_FAILED, EXIT_USAGE, EXIT_PROBLEMS = 1, 2, 4
 
@@ -22,17 +23,6 @@ BROKEN_MODULE = textwrap.dedent(
     import no_such_dependency_of_clierrors  # the module exists; what it needs does not
     """
 )
-
-
-def fsjobs(root: pathlib.Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fsjobs", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import pathlib
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests.acceptance.cli import fsjobs
 
 TASKS = textwrap.dedent(
     """
@@ -43,17 +43,6 @@ TASKS = textwrap.dedent(
         return a + b
     """
 )
-
-
-def fsjobs(root: pathlib.Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fsjobs", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture
