@@ -21,6 +21,7 @@ import struct
 import threading
 import time
 import typing
+from collections.abc import Iterator
 
 from .errors import StoreError, StoreFull
 
@@ -255,6 +256,21 @@ def exists_after_estale(dir_fd: int, name: str, tries: int = 5) -> bool:
         else:
             return True
     raise StoreError(f"{name!r} stayed ESTALE")
+
+
+def retry_for(staleness: float) -> Iterator[int]:
+    """
+    Tries of a lookup that may miss for a while on a network filesystem (content
+    lags names): at least three, and until `staleness` seconds have passed.
+    """
+    deadline = time.monotonic() + staleness  # real time: the lag is real
+    tries = 0
+    while True:
+        yield tries
+        tries += 1
+        if tries > 2 and time.monotonic() >= deadline:
+            return
+        time.sleep(min(0.05, 0.002 * 2**tries))
 
 
 def listdir(dir_fd: int) -> list[str]:

@@ -32,7 +32,7 @@ from ._state import (
     unreadable_state,
 )
 from ._transitions import BY_DAY, Location, Where
-from ._tree import Tree, retry_for
+from ._tree import Tree
 from .errors import JobNotFound, StoreError
 from .model import MAX_RESULT_BYTES
 from .states import Event, JobState, JobStatus
@@ -155,7 +155,7 @@ def find(tree: Tree, job_id: str) -> Found | JobState:
     if not tree.for_reading():
         raise JobNotFound(job_id)
     untold: Found | None = None  # final, but the record of how is not there yet
-    for tries in retry_for(tree.staleness):
+    for tries in _durable.retry_for(tree.staleness):
         segs = segments(tree, job_id)
         spec = spec_in(segs)
         if spec is not None:

@@ -14,14 +14,12 @@ root and its format file, a read of a missing root finds nothing.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import errno
 import logging
 import os
 import secrets
 import threading
-import time
 import typing
 from collections.abc import Iterable, Iterator
 
@@ -483,27 +481,3 @@ class Tree:
         return _inotify.watch(
             self.dirs.cached(self.queue_dir(q, where)) for q in queues for where in DOORBELLS
         )
-
-
-@contextlib.contextmanager
-def closing_fd(fd: int) -> Iterator[int]:
-    """``with`` an open descriptor, closed at the end."""
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-def retry_for(staleness: float) -> Iterator[int]:
-    """
-    Tries of a lookup that may miss for a while on a network filesystem (content
-    lags names): at least three, and until `staleness` seconds have passed.
-    """
-    deadline = time.monotonic() + staleness  # real time: the lag is real
-    tries = 0
-    while True:
-        yield tries
-        tries += 1
-        if tries > 2 and time.monotonic() >= deadline:
-            return
-        time.sleep(min(0.05, 0.002 * 2**tries))
