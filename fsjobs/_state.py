@@ -143,10 +143,17 @@ def was_rescued(segments: Segments, i: int) -> bool:
     True if segment i's owner was fenced: the next epoch was opened by a rescue.
     An owner that published its outcome moved its marker, so nobody could have
     rescued it; any terminal record it holds was then written too late to count.
+
+    A ``completed`` record followed by any later epoch is fenced too, even when
+    the next epoch's first record is missing (its opener died, or could not
+    write it, between its rename and its record): a published completion is
+    final, and nothing opens an epoch after it.
     """
     if i + 1 >= len(segments):
         return False
-    epoch = segments[i][0]
+    epoch, seg = segments[i]
+    if any(r.type is RecordType.COMPLETED for r in seg.records):
+        return True
     next_epoch, next_seg = segments[i + 1]
     return (
         next_epoch == epoch + 1

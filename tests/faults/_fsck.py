@@ -222,6 +222,17 @@ def repair(root: pathlib.Path) -> list[str]:
     return [f"fsck: {p.kind} {p.path}: {p.message}" for p in result.unrepaired()]
 
 
+def describe_journal(segments: list[tuple[int, journal.ReadResult]]) -> str:
+    """A job's journal in one line, for a failure message: each epoch, its records and writers."""
+    return "; ".join(
+        f"epoch {epoch}: "
+        + ", ".join(
+            f"{r.type.value}({r.get_str('worker') or r.get_str('by') or ''})" for r in seg.records
+        )
+        for epoch, seg in segments
+    )
+
+
 def published_completions(segments: list[tuple[int, journal.ReadResult]]) -> int:
     """
     How many `completed` records of a job's journal count: those in segments whose

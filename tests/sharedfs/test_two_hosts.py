@@ -39,7 +39,7 @@ from fsjobs import Event, Job, JobStatus
 from fsjobs.journal import RecordType
 from fsjobs.store import Store
 from tests.faults import test_kill9_torture as t1
-from tests.faults._fsck import check, published_completions, repair, walk
+from tests.faults._fsck import check, describe_journal, published_completions, repair, walk
 from tests.integration.harness import (
     DEADLINE,
     Children,
@@ -298,8 +298,9 @@ async def test_kill9_torture_across_hosts(
                     unexpected.append(job_id)
                 if job_id in acked and state.status is not JobStatus.COMPLETED:
                     lost.append(f"{job_id}: {state.status.value} {state.error}")
-                if published_completions(tree.journals.get(job_id, [])) > 1:
-                    duplicated.append(job_id)
+                segments = tree.journals.get(job_id, [])
+                if published_completions(segments) > 1:
+                    duplicated.append(f"{job_id}: {describe_journal(segments)}")
         finally:
             store.close()
         overlaps = t1._overlaps(t1._runs(children.log, children.kills))

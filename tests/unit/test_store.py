@@ -642,6 +642,34 @@ def test_finish_after_rescue_is_fenced(store: Store, root: pathlib.Path, outcome
     assert all(e.type == outcome.ending.value for e in history if e.fenced)
 
 
+def test_a_late_completion_stays_fenced_when_the_rescues_record_is_missing(
+    store: Store, root: pathlib.Path
+) -> None:
+    """
+    A rescuer killed between its rename and its record (or one that could not
+    write it: ESTALE on GlusterFS) leaves no segment for its epoch. The fenced
+    owner's late ``completed`` must still not count: a two-host soak found one
+    job whose history showed two completions.
+    """
+    job_id = push(store, Job(func=FUNC, max_attempts=3))
+    fd, hb = store.register_worker("worker-a")
+    late = claim_next(store, "worker-a")
+    os.close(fd)
+    os.close(hb)
+    assert store.rescue(Q, "worker-b") == [job_id]
+    (folder,) = (root / "jobs").glob(f"*/{job_id}")
+    (folder / "000002.jsonl").unlink()  # the rescuer's record never written
+    assert store.finish(late, Outcome(Ending.COMPLETED, result="late")) is False
+    store.register_worker("worker-c")
+    again = claim_next(store, "worker-c")
+    assert store.finish(again, Outcome(Ending.COMPLETED, result="real")) is True
+    history = store.history(job_id)
+    assert [e.epoch for e in history if e.type == "completed" and not e.fenced] == [3]
+    assert [e.epoch for e in history if e.type == "completed" and e.fenced] == [1]
+    state = store.get(job_id)
+    assert (state.status, state.result) == (JobStatus.COMPLETED, "real")
+
+
 def test_lost_last_attempt_is_not_runnable(store: Store) -> None:
     """A rescued job whose last attempt was lost is claimed as not runnable, attempts unchanged."""
     job_id = push(store, Job(func=FUNC, max_attempts=1))
