@@ -9,6 +9,7 @@ import errno
 import os
 import pathlib
 import threading
+import time
 
 import pytest
 
@@ -88,3 +89,26 @@ def test_a_bucket_removed_by_another_host_lists_as_empty(
     assert store.ready("default") == []
     monkeypatch.setattr(os, "open", real_open)
     assert len(store.ready("default")) == 1
+
+
+def test_a_fresh_empty_priority_directory_is_not_removed_under_a_pusher(
+    root: pathlib.Path,
+) -> None:
+    """
+    A pusher makes ``pending/<prio>/`` and then the bucket inside it; a worker
+    woken by the first mkdir listed at once, found the priority directory
+    empty and removed it, and the push lost that race ten times in a row
+    ("bucket keeps vanishing"). A priority directory goes only once its last
+    change is as old as a bucket's grace.
+    """
+    store = Store(root, staleness=0)
+    store.push_many([(fsjobs.Job(func=FUNC), "default")])
+    pending = root / "queues" / "default" / "pending"
+    fresh = pending / "2147483600"
+    fresh.mkdir()
+    assert len(store.ready("default")) == 1
+    assert fresh.is_dir(), "a worker's look removed a priority directory a pusher had just made"
+    old = time.time() - 60
+    os.utime(fresh, (old, old))
+    store.ready("default")
+    assert not fresh.exists(), "an old empty priority directory is cleaned up"
