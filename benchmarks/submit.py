@@ -45,7 +45,7 @@ class _server:
     def __init__(self, root: pathlib.Path) -> None:
         self.root = root
         self.url = ""
-        self.log = root
+        self.log = root.parent / f"{root.name}.server.log"  # its stderr, read when a run fails
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> _server:
@@ -55,7 +55,6 @@ class _server:
         env = dict(os.environ, PYTHONPATH=str(REPO), FSJOBS_ROOT=str(self.root))
         argv = [sys.executable, "-m", "fsjobs", "serve", MODULE, "--root", str(self.root)]
         argv += ["--port", str(port), "--no-access-log"]
-        self.log = self.root.parent / f"{self.root.name}.server.log"  # read it when a run fails
         with self.log.open("wb") as err:
             self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stderr=err)
         self.url = f"http://127.0.0.1:{port}"

@@ -269,24 +269,22 @@ class Tree:
         workers woken by every push, lose that race again and again).
         """
         end = _names.bucket_end_ms(parts)
-        if end is None:  # a priority directory (or junk): when its entries last changed
-            end = self._changed_ms(parts)
-        if end is None or end < to_ms(self.clock.now()) - BUCKET_GRACE_MS:
-            self.rmdir_empty(parts)
-
-    def _changed_ms(self, parts: Parts) -> int | None:
-        """
-        A directory's mtime: a pusher that has just made an empty priority
-        directory, and is about to make the bucket inside it, must not lose it
-        to a worker that a wake-up sent listing at once (a push then lost that
-        race ten times in a row).
-        """
+        past = to_ms(self.clock.now()) - BUCKET_GRACE_MS
+        if end is not None and end >= past:
+            return
         try:
             with self.dirs.open(parts[:-1]) as fd:
-                st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+                if end is None:
+                    # A priority directory (or junk) has no time of its own: its last
+                    # change stands in, so that a worker a pusher's mkdir woke does not
+                    # remove it before the bucket inside is made (a push lost that race
+                    # ten times in a row).
+                    st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+                    if st.st_mtime_ns // 1_000_000 >= past:
+                        return
+                os.rmdir(parts[-1], dir_fd=fd)
         except OSError:
-            return None
-        return st.st_mtime_ns // 1_000_000
+            pass  # not empty, or already gone
 
     def rmdir_empty(self, parts: Parts) -> None:
         try:

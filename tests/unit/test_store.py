@@ -71,6 +71,18 @@ def push(store: Store, job: Job, queue: str = Q) -> str:
     return job_id
 
 
+def rescued_from_a_dead_worker(store: Store, max_attempts: int) -> tuple[str, Claim]:
+    """A job claimed by worker-a, which then dies, and rescued by worker-b: its id, and
+    worker-a's claim, which a late finish may still try."""
+    job_id = push(store, Job(func=FUNC, max_attempts=max_attempts))
+    fd, hb = store.register_worker("worker-a")
+    claim = claim_next(store, "worker-a")
+    os.close(fd)  # worker-a dies: its lock is released
+    os.close(hb)
+    assert store.rescue(Q, "worker-b") == [job_id]
+    return job_id, claim
+
+
 def claim_next(store: Store, worker: str = "w1", queue: str = Q) -> Claim:
     """Claim the job at the head of the queue."""
     paths = store.ready(queue)
@@ -625,12 +637,7 @@ def test_rescue_puts_a_dead_workers_job_back_with_same_attempts(
 )
 def test_finish_after_rescue_is_fenced(store: Store, root: pathlib.Path, outcome: Outcome) -> None:
     """A rescued worker's late finish returns False and changes nothing anyone can see."""
-    job_id = push(store, Job(func=FUNC, max_attempts=2))
-    fd, hb = store.register_worker("worker-a")
-    claim = claim_next(store, "worker-a")
-    os.close(fd)
-    os.close(hb)
-    assert store.rescue(Q, "worker-b") == [job_id]
+    job_id, claim = rescued_from_a_dead_worker(store, max_attempts=2)
     before = store.get(job_id)
     markers_before = files(root / "queues")
     assert store.finish(claim, outcome) is False
@@ -651,12 +658,7 @@ def test_a_late_completion_stays_fenced_when_the_rescues_record_is_missing(
     owner's late ``completed`` must still not count: a two-host soak found one
     job whose history showed two completions.
     """
-    job_id = push(store, Job(func=FUNC, max_attempts=3))
-    fd, hb = store.register_worker("worker-a")
-    late = claim_next(store, "worker-a")
-    os.close(fd)
-    os.close(hb)
-    assert store.rescue(Q, "worker-b") == [job_id]
+    job_id, late = rescued_from_a_dead_worker(store, max_attempts=3)
     (folder,) = (root / "jobs").glob(f"*/{job_id}")
     (folder / "000002.jsonl").unlink()  # the rescuer's record never written
     assert store.finish(late, Outcome(Ending.COMPLETED, result="late")) is False
